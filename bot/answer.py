@@ -1,0 +1,233 @@
+"""Compose one channel-agnostic, extractive answer from the retrieved entries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
+from .retrieval import DECLINE_BELOW, SearchResult, content_syllables
+from .text import syllables
+
+# What a question asks about, by folded phrases; matched on whole syllables.
+ASPECTS: dict[str, tuple[str, ...]] = {
+    HO_SO: ("giay to", "ho so", "can gi", "can nhung gi", "chuan bi", "mang theo", "thanh phan", "can nhung giay"),
+    PHI: ("le phi", "phi", "bao nhieu tien", "mat tien", "ton tien", "chi phi", "mien phi", "het bao nhieu",
+          "tien phi", "ton bao nhieu", "mat bao nhieu"),
+    THOI_HAN: ("bao lau", "may ngay", "thoi han", "bao nhieu ngay", "thoi gian giai quyet", "khi nao co",
+               "mat bao lau", "lau khong", "bao gio co", "trong bao lau"),
+    NOI_NOP: ("o dau", "noi nop", "nop o", "lam o", "co quan nao", "cho nao", "nop dau", "lam dau", "di dau",
+              "nop tai", "lam tai"),
+    TRUC_TUYEN: ("online", "truc tuyen", "qua mang", "tren mang", "internet", "tai nha", "tren dien thoai",
+                 "qua app", "qua ung dung"),
+    CAN_CU: ("can cu", "luat nao", "nghi dinh nao", "quy dinh nao", "van ban nao", "co so phap ly", "phap ly",
+             "theo luat", "quy dinh o dau"),
+    TRINH_TU: ("cac buoc", "trinh tu", "the nao", "lam sao", "nhu the nao", "quy trinh", "nhung buoc",
+               "cach lam", "lam the nao", "thu tuc gom"),
+    DOI_TUONG: ("dieu kien", "ai duoc", "doi tuong", "co duoc khong"),
+    KET_QUA: ("nhan duoc gi", "ket qua"),
+}
+ASPECT_WORDS = frozenset(s for phrases in ASPECTS.values() for p in phrases for s in p.split())
+CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
+FOLLOW_UP = re.compile(r"^(con|the con|vay con|con ve|the|vay|con cai|con viec)\b")
+GREETING = re.compile(
+    r"^(xin chao|chao|chao ban|chao bot|chao em|chao anh|chao chi|hello|hi|hey|alo|a lo|good morning|"
+    r"chao buoi sang|chao buoi toi)( ban| bot| em| anh| chi| tro li| ad| admin)?$"
+)
+THANKS = re.compile(r"^(cam on|cam on ban|cam on nhieu|thank|thanks|thank you|tks|thanks ban|ok|oke|okay|"
+                    r"ok cam on|da hieu|hieu roi|tam biet|bye)( ban| nhieu| nhe| a| bot| em| anh| chi)*$")
+SECTION_LIMIT = 900
+CARD_LIMIT = 320
+
+
+@dataclass
+class Source:
+    """An entry an answer draws on, as cited to the citizen."""
+
+    id: str
+    title: str
+    kind: str
+    date: str
+    url: str
+    score: float
+    topics: list[str]
+
+
+@dataclass
+class Link:
+    """A link to an official service."""
+
+    title: str
+    url: str
+
+
+@dataclass
+class Answer:
+    """The one value every channel renders."""
+
+    question: str
+    kind: str  # answer | decline | greeting | thanks | empty | error
+    title: str = ""
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (heading, text); heading may be ''
+    sources: list[Source] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    confidence: float = 0.0
+    entry_id: str | None = None
+    aspects: list[str] = field(default_factory=list)
+
+    @property
+    def declined(self) -> bool:
+        """True when the bot did not answer from its knowledge."""
+        return self.kind not in ("answer",)
+
+
+@dataclass
+class Conversation:
+    """What a chat remembers between turns: the entry last talked about."""
+
+    last_entry: str | None = None
+
+
+def detect_aspects(question: str) -> list[str]:
+    """The sections of a procedure a question asks for, in card order."""
+    folded = " " + " ".join(syllables(question)) + " "
+    found = [name for name, phrases in ASPECTS.items() if any(f" {p} " in folded for p in phrases)]
+    if TRUC_TUYEN in found and NOI_NOP in found:
+        found.remove(NOI_NOP)  # "nộp online ở đâu" asks for the online link
+    return found
+
+
+def truncate(text: str, limit: int) -> str:
+    """Shorten text to whole lines (or sentences) within a limit, marking the cut."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    out = ""
+    for line in text.split("\n"):
+        if len(out) + len(line) + 1 > limit:
+            break
+        out += line + "\n"
+    if not out.strip():
+        cut = max(text.rfind(". ", 0, limit), text.rfind(" ", 0, limit))
+        out = text[: cut if cut > 0 else limit]
+    return out.rstrip() + " …"
+
+
+def _title_with_date(entry: dict) -> str:
+    if entry["kind"] == "plan" and entry["date"]:
+        return f"{entry['title']} (ban hành năm {entry['date'][:4]})"
+    return entry["title"]
+
+
+def _sections(entry: dict) -> dict[str, str]:
+    return {heading: text for heading, text in entry["sections"] or []}
+
+
+def _source(entry: dict, score: float) -> Source:
+    return Source(entry["id"], _title_with_date(entry), entry["kind"], entry["date"] or "", entry["source_url"] or "",
+                  round(score, 4), list(entry["topics"] or []))
+
+
+def _links(entry: dict, defaults: Sequence[Link]) -> list[Link]:
+    links = []
+    if entry.get("online"):
+        links.append(Link(entry["online"]["title"], entry["online"]["url"]))
+    for link in defaults:
+        if all(link.url != x.url for x in links):
+            links.append(link)
+    return links
+
+
+def procedure_parts(entry: dict, aspects: Sequence[str]) -> list[tuple[str, str]]:
+    """The sections asked for, or a short card (what, documents, time, fee, where) when none is."""
+    sections = _sections(entry)
+    wanted = [a for a in aspects if a in sections]
+    if wanted:
+        return [(a, truncate(sections[a], SECTION_LIMIT)) for a in wanted[:2]]
+    parts = [("", truncate(entry["summary"], CARD_LIMIT))]
+    for heading in CARD:
+        if heading in sections:
+            parts.append((heading, truncate(sections[heading], CARD_LIMIT)))
+    return parts
+
+
+def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: Sequence[str],
+                   defaults: Sequence[Link], hotline: dict | None, conversation: Conversation | None = None,
+                   max_sources: int = 3) -> Answer:
+    """Turn search results into an answer: the part asked for first, then sources and links; or decline."""
+    question = result.question
+    folded = " ".join(syllables(question))
+    if not folded:
+        return Answer(question, "empty", parts=[("", EMPTY_TEXT)], links=list(defaults))
+    if GREETING.match(folded):
+        return Answer(question, "greeting", parts=[("", GREETING_TEXT)], links=list(defaults))
+    if THANKS.match(folded):
+        return Answer(question, "thanks", parts=[("", THANKS_TEXT)])
+
+    aspects = detect_aspects(question)
+    own = [s for s in content_syllables(question) if s not in ASPECT_WORDS]
+    if (conversation and conversation.last_entry in entries and aspects
+            and (len(own) <= 1 or FOLLOW_UP.match(folded))):
+        entry = entries[conversation.last_entry]
+        return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
+                             chunk_text, -1)
+
+    if not result.hits or result.confidence < DECLINE_BELOW:
+        return decline(question, result, entries, defaults, hotline)
+
+    top = result.hits[0]
+    entry = entries[top.entry_id]
+    sources = []
+    for hit in result.hits[:max_sources]:
+        sources.append(_source(entries[hit.entry_id], hit.score))
+    if entry["kind"] == "faq":  # cite what the FAQ is about, too
+        for related in entry["topics"][1:]:
+            if related in entries and all(s.id != related for s in sources):
+                sources.insert(1, _source(entries[related], top.score))
+        sources = sources[: max_sources + 1]
+    answer = _answer_entry(question, entry, aspects, result.confidence, sources, defaults, chunk_text, top.chunk)
+    if conversation is not None:
+        focus = entry["id"] if entry["kind"] != "faq" else next(
+            (t for t in entry["topics"][1:] if t in entries), entry["id"])
+        conversation.last_entry = focus
+    return answer
+
+
+def _answer_entry(question: str, entry: dict, aspects: list[str], confidence: float, sources: list[Source],
+                  defaults: Sequence[Link], chunk_text: Sequence[str], chunk: int) -> Answer:
+    if entry["kind"] == "procedure":
+        parts = procedure_parts(entry, aspects)
+    elif entry["kind"] == "faq":
+        parts = [("", truncate(entry["summary"], SECTION_LIMIT * 2))]
+    else:
+        parts = [("", truncate(entry["summary"], CARD_LIMIT * 2))]
+        if chunk >= 0:
+            heading, _, body = chunk_text[chunk].partition("\n")
+            section = heading.split(" — ", 1)[1] if " — " in heading else ""
+            if section:
+                full = _sections(entry).get(section, body)
+                parts.append((section, truncate(full, SECTION_LIMIT)))
+    return Answer(question, "answer", title=_title_with_date(entry), parts=parts, sources=sources,
+                  links=_links(entry, defaults), confidence=round(confidence, 4), entry_id=entry["id"],
+                  aspects=aspects)
+
+
+def decline(question: str, result: SearchResult, entries: dict[str, dict], defaults: Sequence[Link],
+            hotline: dict | None) -> Answer:
+    """A polite refusal: say we do not know, offer close matches and the official hotline and portal."""
+    text = "Xin lỗi, tôi chưa tìm thấy thông tin đủ chắc chắn để trả lời câu hỏi này."
+    if hotline:
+        text += f" Bạn có thể gọi {hotline['name']} {hotline['number']} hoặc tra cứu trên {hotline['url']}."
+    suggestions = [_title_with_date(entries[h.entry_id]) for h in result.hits[:3] if result.confidence > 0.05]
+    return Answer(question, "decline", parts=[("", text)], links=list(defaults), suggestions=suggestions,
+                  confidence=round(result.confidence, 4))
+
+
+EMPTY_TEXT = ("Bạn hãy gõ câu hỏi bằng chữ về thủ tục hành chính, ví dụ: "
+              "“Làm thẻ căn cước cần giấy tờ gì?” hoặc “dang ky khai sinh o dau”.")
+GREETING_TEXT = ("Xin chào! Tôi là Trợ lý cải cách hành chính. Bạn hỏi tôi về thủ tục hành chính "
+                 "(khai sinh, kết hôn, thường trú, thẻ căn cước, lý lịch tư pháp…) hoặc về cải cách hành chính; "
+                 "tôi sẽ trả lời kèm nguồn và đường dẫn nộp hồ sơ trực tuyến.")
+THANKS_TEXT = "Rất vui được giúp bạn! Nếu cần hỏi thêm về thủ tục nào, bạn cứ nhắn nhé."

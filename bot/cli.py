@@ -1,0 +1,81 @@
+"""Command line: `python -m bot chat`, `python -m bot ask "câu hỏi"`, `python -m bot ask --json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import ConfigError, load_config
+
+EXIT_WORDS = {"thoat", "thoát", "exit", "quit", "q", "/thoat", "/exit"}
+
+
+def _assistant(config: str | None):
+    from .assistant import Assistant
+    from .index import IndexUnavailable
+
+    try:
+        return Assistant(load_config(config)).load()
+    except (ConfigError, IndexUnavailable) as e:
+        sys.exit(f"Lỗi: {e}")
+
+
+def chat(args: argparse.Namespace) -> int:
+    """A terminal chat that remembers the procedure being discussed."""
+    from .answer import Conversation
+    from .render import to_text
+
+    print("Đang tải trợ lý…", file=sys.stderr, flush=True)
+    assistant = _assistant(args.config)
+    conversation = Conversation()
+    print("Trợ lý CCHC — hỏi về thủ tục hành chính, cải cách hành chính. Gõ 'thoát' để kết thúc.\n")
+    while True:
+        try:
+            question = input("Bạn: ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if question.strip().lower() in EXIT_WORDS:
+            return 0
+        if not question.strip():
+            continue
+        print("\nTrợ lý: " + to_text(assistant.ask(question, conversation)) + "\n", flush=True)
+
+
+def ask(args: argparse.Namespace) -> int:
+    """One answer as text, or with --json one JSON line per question line read from standard input."""
+    from .render import to_json, to_text
+
+    if args.json:
+        if args.question:
+            questions = [" ".join(args.question)]
+        else:
+            questions = [line.rstrip("\n") for line in sys.stdin]
+        assistant = _assistant(args.config)
+        for question in questions:
+            print(json.dumps(to_json(assistant.ask(question)), ensure_ascii=False), flush=True)
+        return 0
+    if not args.question:
+        print("Cần một câu hỏi, ví dụ: python -m bot ask \"đăng ký khai sinh ở đâu\"", file=sys.stderr)
+        return 2
+    assistant = _assistant(args.config)
+    print(to_text(assistant.ask(" ".join(args.question))))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Trợ lý CCHC")
+    parser.add_argument("--config", help="config file (default: config.toml, or $CCHC_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_chat = sub.add_parser("chat", help="terminal chat")
+    p_chat.set_defaults(func=chat)
+    p_ask = sub.add_parser("ask", help="answer one question (or, with --json, every line of standard input)")
+    p_ask.add_argument("question", nargs="*")
+    p_ask.add_argument("--json", action="store_true", help="JSON lines in, one JSON object per line out")
+    p_ask.set_defaults(func=ask)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))

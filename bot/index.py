@@ -1,0 +1,397 @@
+"""Build the searchable index atomically and incrementally, and open the current one."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from .chunks import Chunk, chunk_entry
+from .config import Config
+from .knowledge import Entry, KnowledgeBase, load_knowledge
+from .text import lexical_form, normalize
+
+FORMAT = 3  # bump when the layout of a built index changes
+CURRENT = "CURRENT"
+EXACT_SEARCH_LIMIT = 200_000  # chunks; above this an HNSW graph replaces exhaustive search
+_CODE_FILES = ("chunks.py", "index.py", "text.py", "knowledge.py")
+
+
+class IndexUnavailable(RuntimeError):
+    """No usable index: missing, built with another model, or unreadable."""
+
+
+class BuildRefused(RuntimeError):
+    """The knowledge base has errors; the current index was left untouched."""
+
+    def __init__(self, kb: KnowledgeBase):
+        super().__init__(f"{len(kb.errors)} lỗi trong kho tri thức")
+        self.kb = kb
+
+
+@dataclass
+class BuildReport:
+    """What a build did."""
+
+    entries: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    version: str = ""
+    up_to_date: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for admins."""
+        if self.up_to_date:
+            return f"Chỉ mục đã cập nhật ({self.version}): {self.entries} mục, {self.chunks} đoạn — không có gì thay đổi."
+        return (f"Đã xây chỉ mục {self.version}: {self.entries} mục, {self.chunks} đoạn, "
+                f"nhúng mới {self.embedded} đoạn, {self.seconds:.1f} giây.")
+
+
+# --------------------------------------------------------------------------- fingerprint and cache
+
+
+def fingerprint(cfg: Config, kb_files: list[Path]) -> str:
+    """Hash of everything a build depends on: knowledge files, model name, and the code that chunks them."""
+    h = hashlib.sha256(f"format={FORMAT}\nmodel={cfg.model.name}\n".encode())
+    here = Path(__file__).parent
+    for name in _CODE_FILES:
+        h.update((here / name).read_bytes())
+    for path in sorted(kb_files):
+        h.update(str(path).encode() + b"\0")
+        with contextlib.suppress(OSError):
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(model_id: str, role: str, text: str) -> str:
+    """Key of an embedding in the cache: the same text, role and model never get embedded twice."""
+    return hashlib.sha256(f"{model_id}\0{role}\0{text}".encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors already computed, kept across builds in the data folder."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        if "vectors" not in self.db.table_names():
+            self.db["vectors"].create({"key": str, "vector": bytes}, pk="key")
+
+    def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among these keys."""
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for key, blob in self.db.execute(f"select key, vector from vectors where key in ({marks})", batch):
+                out[key] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        """Store vectors (committed at once, so a crash keeps everything stored before it)."""
+        with self.db.conn:
+            self.db["vectors"].insert_all(
+                ({"key": k, "vector": np.asarray(v, dtype=np.float32).tobytes()} for k, v in items.items()),
+                replace=True,
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+
+# --------------------------------------------------------------------------- build
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError("một lần xây chỉ mục khác đang chạy; đợi nó xong rồi thử lại") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def current_version(root: Path) -> str | None:
+    """The name of the index version now serving, if any."""
+    try:
+        name = (root / CURRENT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name if name and (root / name / "manifest.json").exists() else None
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of the serving index, if any."""
+    version = current_version(root)
+    if not version:
+        return None
+    return json.loads((root / version / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _lexical_row(entry: Entry) -> dict[str, str]:
+    keywords = entry.list("tu_khoa") + entry.list("cau_hoi") + entry.codes + [entry.text("so_hieu")]
+    body = [entry.summary] + [f"{s.heading}\n{s.text}" for s in entry.sections]
+    body += [entry.text(k) for k in ("linh_vuc", "co_quan_thuc_hien", "co_quan_ban_hanh", "dia_ban")]
+    return {
+        "entry_id": entry.id,
+        "title": lexical_form(entry.title),
+        "keywords": lexical_form(" ".join(keywords)),
+        "body": lexical_form("\n".join(body)),
+    }
+
+
+def _entry_row(entry: Entry, kb: KnowledgeBase) -> dict:
+    online = kb.link_for(entry.text("nop_truc_tuyen")) if entry.text("nop_truc_tuyen") else None
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "title": entry.title,
+        "path": entry.path,
+        "date": entry.date,
+        "source_url": entry.source_url,
+        "online": json.dumps(asdict(online), ensure_ascii=False) if online else None,
+        "topics": json.dumps(entry.topics, ensure_ascii=False),
+        "meta": json.dumps(entry.meta, ensure_ascii=False),
+        "summary": entry.summary,
+        "sections": json.dumps([[s.heading, s.text] for s in entry.sections], ensure_ascii=False),
+    }
+
+
+def make_faiss_index(vectors: np.ndarray):
+    """Exact inner-product search while it is fast enough; an HNSW graph for very large bases."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= EXACT_SEARCH_LIMIT:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="đoạn", desc="Nhúng", disable=not enabled, dynamic_ncols=True)
+
+
+def build_index(
+    cfg: Config,
+    encoder_factory: Callable[[], object] | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> BuildReport:
+    """Validate, chunk, embed what changed, write a new index version and switch to it atomically."""
+    started = time.perf_counter()
+    kb = load_knowledge(cfg.knowledge_dirs)
+    if kb.errors:
+        raise BuildRefused(kb)
+    root = cfg.index_root
+    report = BuildReport(entries=len(kb.entries), warnings=[str(w) for w in kb.warnings])
+    stamp = fingerprint(cfg, kb.files)
+    with _build_lock(root):
+        for stale in root.glob(".tmp-*"):  # left by a build that crashed
+            shutil.rmtree(stale, ignore_errors=True)
+        manifest = read_manifest(root)
+        if manifest and manifest.get("fingerprint") == stamp and not force:
+            report.up_to_date, report.version, report.chunks = True, current_version(root) or "", manifest["chunks"]
+            return report
+
+        chunks: list[Chunk] = [c for e in kb.entries.values() for c in chunk_entry(e)]
+        if encoder_factory is None:
+            from .encoder import load_encoder
+
+            encoder_factory = lambda: load_encoder(cfg)  # noqa: E731
+        texts = [normalize(c.text) for c in chunks]
+        model_id = cfg.model.name
+        keys = [cache_key(model_id, c.role, t) for c, t in zip(chunks, texts)]
+        cache = EmbeddingCache(cfg.data_dir / "cache" / "embeddings.sqlite")
+        try:
+            found = cache.get_many(list(dict.fromkeys(keys)))
+            missing = [i for i, k in enumerate(keys) if k not in found]
+            missing = list({keys[i]: i for i in missing}.values())  # each distinct text once
+            report.embedded = len(missing)
+            dim = None
+            if missing:
+                encoder = encoder_factory()
+                dim = encoder.dim  # type: ignore[attr-defined]
+                log(f"Nhúng {len(missing)} đoạn mới bằng {model_id} (các đoạn khác lấy từ bộ nhớ đệm)…")
+                with _progress(len(missing), progress) as bar:
+                    for role in ("query", "passage"):
+                        todo = [i for i in missing if chunks[i].role == role]
+                        for start in range(0, len(todo), 64):
+                            batch = todo[start : start + 64]
+                            vectors = encoder.encode([texts[i] for i in batch], role=role)  # type: ignore[attr-defined]
+                            cache.put_many({keys[i]: v for i, v in zip(batch, vectors)})
+                            found.update({keys[i]: v for i, v in zip(batch, vectors)})
+                            bar.update(len(batch))
+            vectors = np.vstack([found[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim or 384), np.float32)
+        finally:
+            cache.close()
+
+        version = time.strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        tmp = root / f".tmp-{version}"
+        tmp.mkdir(parents=True)
+        _write_version(tmp, cfg, kb, chunks, vectors, stamp, model_id)
+        os.rename(tmp, root / version)
+        _fsync_dir(root)
+        _write_atomic(root / CURRENT, version + "\n")
+        report.version, report.chunks = version, len(chunks)
+        _remove_old_versions(root, keep={version, (manifest or {}).get("version", "")})
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Chunk], vectors: np.ndarray,
+                   stamp: str, model_id: str) -> None:
+    import faiss
+
+    faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
+    db = sqlite_utils.Database(folder / "meta.db")
+    with db.conn:
+        db["entries"].insert_all((_entry_row(e, kb) for e in kb.entries.values()), pk="id")
+        db["chunks"].insert_all(
+            ({"id": i, "entry_id": c.entry_id, "section": c.section, "text": c.text, "role": c.role,
+              "folded": int(c.folded)} for i, c in enumerate(chunks)),
+            pk="id",
+        )
+        db["lexical"].insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
+        db["settings"].insert_all(
+            [
+                {"key": "synonyms", "value": json.dumps(kb.synonyms, ensure_ascii=False)},
+                {"key": "links", "value": json.dumps([asdict(link) for link in kb.links.values()], ensure_ascii=False)},
+                {"key": "hotline", "value": json.dumps(asdict(kb.hotline) if kb.hotline else None, ensure_ascii=False)},
+            ],
+            pk="key",
+        )
+    db["lexical"].enable_fts(["title", "keywords", "body"], tokenize="unicode61 remove_diacritics 0")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.close()
+    manifest = {
+        "format": FORMAT,
+        "version": folder.name.removeprefix(".tmp-"),
+        "model": model_id,
+        "dim": int(vectors.shape[1]),
+        "entries": len(kb.entries),
+        "chunks": len(chunks),
+        "fingerprint": stamp,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _remove_old_versions(root: Path, keep: set[str]) -> None:
+    for path in root.iterdir():
+        if path.is_dir() and path.name.startswith("v") and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class IndexData:
+    """An opened index version: vectors, chunk and entry metadata, dictionary and links."""
+
+    version: str
+    manifest: dict
+    faiss_index: object
+    chunk_entry: list[str]
+    chunk_section: list[str]
+    chunk_text: list[str]
+    entries: dict[str, dict]
+    synonyms: list[tuple[str, list[str]]]
+    links: list[dict]
+    hotline: dict | None
+    db: sqlite3.Connection
+
+
+def open_index(cfg: Config) -> IndexData:
+    """Open the serving index, refusing one built with another model."""
+    import faiss
+
+    root = cfg.index_root
+    version = current_version(root)
+    if version is None:
+        raise IndexUnavailable(f"chưa có chỉ mục trong {root}: chạy `python index_builder.py` để xây")
+    folder = root / version
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise IndexUnavailable(f"chỉ mục {version} có định dạng cũ: chạy `python index_builder.py` để xây lại")
+    if manifest.get("model") != cfg.model.name:
+        raise IndexUnavailable(
+            f"chỉ mục {version} được xây bằng mô hình '{manifest.get('model')}' nhưng cấu hình dùng "
+            f"'{cfg.model.name}': chạy `python index_builder.py` để xây lại"
+        )
+    index = faiss.read_index(str(folder / "vectors.faiss"))
+    db = sqlite3.connect(f"file:{folder / 'meta.db'}?mode=ro", uri=True, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    rows = db.execute("select entry_id, section, text from chunks order by id").fetchall()
+    entries = {}
+    for row in db.execute("select * from entries"):
+        item = dict(row)
+        for key in ("topics", "meta", "sections", "online"):
+            item[key] = json.loads(item[key]) if item[key] else None
+        entries[item["id"]] = item
+    settings = {row["key"]: json.loads(row["value"]) for row in db.execute("select key, value from settings")}
+    return IndexData(
+        version=version,
+        manifest=manifest,
+        faiss_index=index,
+        chunk_entry=[r["entry_id"] for r in rows],
+        chunk_section=[r["section"] for r in rows],
+        chunk_text=[r["text"] for r in rows],
+        entries=entries,
+        synonyms=[(t, list(e)) for t, e in settings.get("synonyms", [])],
+        links=settings.get("links", []),
+        hotline=settings.get("hotline"),
+        db=db,
+    )

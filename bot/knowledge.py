@@ -1,0 +1,596 @@
+"""Knowledge files: parse Markdown entries with front matter, validate them, and read the shared files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+KINDS = {"thu-tuc": "procedure", "chu-de": "topic", "ke-hoach": "plan", "hoi-dap": "faq"}
+FOLDERS = {"procedure": "thu-tuc", "topic": "chu-de", "plan": "ke-hoach", "faq": "hoi-dap"}
+SKIP_DIRS = {"mau"}
+DICTIONARY_FILE = "tu-dien.txt"
+LINKS_FILE = "lien-ket.yaml"
+STALE_AFTER_DAYS = 365
+
+# Section headings of a procedure, in the order a card shows them.
+HO_SO = "Thành phần hồ sơ"
+TRINH_TU = "Trình tự thực hiện"
+THOI_HAN = "Thời hạn giải quyết"
+PHI = "Phí, lệ phí"
+NOI_NOP = "Nơi nộp, cách thức"
+TRUC_TUYEN = "Nộp trực tuyến"
+CAN_CU = "Căn cứ pháp lý"
+DOI_TUONG = "Đối tượng, điều kiện"
+KET_QUA = "Kết quả"
+LUU_Y = "Lưu ý"
+SUMMARY = "Tóm tắt"
+PROCEDURE_REQUIRED = (HO_SO, TRINH_TU, THOI_HAN, PHI, NOI_NOP, TRUC_TUYEN, CAN_CU)
+PROCEDURE_OPTIONAL = (DOI_TUONG, KET_QUA, LUU_Y)
+
+# Field types: text, list, date, url, link (URL or link id), codes, ids.
+FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
+    "procedure": {
+        "tieu_de": (True, "text"),
+        "ma_thu_tuc": (False, "codes"),
+        "linh_vuc": (True, "text"),
+        "cap_thuc_hien": (True, "text"),
+        "co_quan_thuc_hien": (True, "text"),
+        "nop_truc_tuyen": (False, "link"),
+        "nguon": (True, "url"),
+        "ngay_kiem_tra": (True, "date"),
+        "tu_khoa": (False, "list"),
+    },
+    "topic": {
+        "tieu_de": (True, "text"),
+        "nguon": (False, "url"),
+        "ngay_cap_nhat": (False, "date"),
+        "tu_khoa": (False, "list"),
+    },
+    "plan": {
+        "tieu_de": (True, "text"),
+        "so_hieu": (False, "text"),
+        "ngay_ban_hanh": (True, "date"),
+        "co_quan_ban_hanh": (True, "text"),
+        "dia_ban": (False, "text"),
+        "nguon": (False, "url"),
+        "tu_khoa": (False, "list"),
+    },
+    "faq": {
+        "cau_hoi": (True, "list"),
+        "lien_quan": (True, "ids"),
+        "ngay_kiem_tra": (False, "date"),
+        "tu_khoa": (False, "list"),
+    },
+}
+COMMON_FIELDS = ("id", "loai")
+
+ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+CODE_RE = re.compile(r"^\d+\.\d{6}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+# A district-level body named as the place to go: none exist after 1 July 2025.
+DISTRICT_RE = re.compile(
+    r"\b(cấp huyện|ubnd (huyện|quận|thị xã)|ủy ban nhân dân (huyện|quận|thị xã)|phòng tư pháp|"
+    r"công an (huyện|quận|thị xã)|chi cục thuế (huyện|quận)|văn phòng đăng ký đất đai (huyện|quận))\b",
+    re.IGNORECASE,
+)
+# Words that mark a sentence as history ("no longer at district level"), not as today's place.
+PAST_RE = re.compile(r"không còn|trước đây|trước ngày|trước 0?1/0?7/2025|đã chuyển|bãi bỏ|thay cho|nay là", re.I)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a knowledge file: where it is, what is wrong, how to fix it."""
+
+    path: str
+    line: int
+    message: str
+    fix: str = ""
+    warning: bool = False
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        label = "cảnh báo: " if self.warning else ""
+        return f"{where}: {label}{self.message}" + (f" — {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A `## ` section of an entry: its heading, its text, the line the heading is on."""
+
+    heading: str
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One knowledge entry (procedure, topic, plan or FAQ)."""
+
+    id: str
+    kind: str
+    path: str
+    meta: dict[str, str | list[str]]
+    summary: str
+    sections: tuple[Section, ...]
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def text(self, key: str) -> str:
+        """A text field, or '' when absent."""
+        value = self.meta.get(key, "")
+        return value if isinstance(value, str) else ", ".join(value)
+
+    def list(self, key: str) -> list[str]:
+        """A list field, or [] when absent."""
+        value = self.meta.get(key, [])
+        return [value] if isinstance(value, str) else list(value)
+
+    @property
+    def title(self) -> str:
+        """The title shown to citizens: tieu_de, or an FAQ's first question."""
+        return self.text("tieu_de") or (self.list("cau_hoi") or [self.id])[0]
+
+    @property
+    def codes(self) -> list[str]:
+        """Portal procedure codes (ma_thu_tuc)."""
+        return self.list("ma_thu_tuc")
+
+    @property
+    def date(self) -> str:
+        """The date to cite: checked, issued or updated."""
+        return self.text("ngay_kiem_tra") or self.text("ngay_ban_hanh") or self.text("ngay_cap_nhat")
+
+    @property
+    def source_url(self) -> str:
+        """The official page the entry was checked against."""
+        return self.text("nguon")
+
+    def section(self, heading: str) -> Section | None:
+        """The section with this heading, if present."""
+        for s in self.sections:
+            if s.heading == heading:
+                return s
+        return None
+
+    @property
+    def topics(self) -> list[str]:
+        """Catalogue ids and procedure codes the entry is about (itself, its codes, an FAQ's links)."""
+        out = [self.id] + self.codes + self.list("lien_quan")
+        return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Link:
+    """An official link answers can point to."""
+
+    id: str
+    title: str
+    url: str
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class Hotline:
+    """The official hotline offered when the bot cannot answer."""
+
+    name: str
+    number: str
+    url: str
+
+
+@dataclass
+class KnowledgeBase:
+    """Every entry, the synonym dictionary and the official links, with the problems found."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    synonyms: list[tuple[str, list[str]]] = field(default_factory=list)
+    links: dict[str, Link] = field(default_factory=dict)
+    hotline: Hotline | None = None
+    problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems that stop a build."""
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems reported but not fatal (stale dates)."""
+        return [p for p in self.problems if p.warning]
+
+    def link_for(self, value: str) -> Link | None:
+        """Resolve a `nop_truc_tuyen` value: a link id or a URL."""
+        if value in self.links:
+            return self.links[value]
+        if URL_RE.match(value):
+            return Link(id="", title="Nộp trực tuyến", url=value)
+        return None
+
+    @property
+    def default_links(self) -> list[Link]:
+        """Links every answer may fall back to."""
+        return [link for link in self.links.values() if link.default]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reject(Exception):
+    def __init__(self, line: int, message: str, fix: str = ""):
+        super().__init__(message)
+        self.line, self.message, self.fix = line, message, fix
+
+
+def _node_value(node: yaml.Node, key: str) -> str | list[str]:
+    if isinstance(node, yaml.ScalarNode):
+        return str(node.value).strip()
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode):
+                raise _Reject(item.start_mark.line + 1, f"'{key}' chỉ chứa các dòng chữ", "bỏ cấu trúc lồng nhau")
+            items.append(str(item.value).strip())
+        return items
+    raise _Reject(node.start_mark.line + 1, f"'{key}' không được là một bảng con", "viết giá trị trên cùng một dòng")
+
+
+def parse_front_matter(text: str, first_line: int = 1) -> tuple[dict[str, str | list[str]], dict[str, int]]:
+    """Parse YAML front matter keeping every value as text, with each key's line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = first_line + (mark.line if mark else 0)
+        reason = getattr(e, "problem", None) or str(e)
+        raise _Reject(line, f"phần khai báo sai cú pháp ({reason})",
+                      "mỗi dòng dạng 'ten_truong: giá trị'; đặt giá trị có dấu ':' trong nháy kép") from None
+    if node is None:
+        return {}, {}
+    if not isinstance(node, yaml.MappingNode):
+        raise _Reject(first_line, "phần khai báo phải gồm các dòng 'ten_truong: giá trị'")
+    meta: dict[str, str | list[str]] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value).strip()
+        line = first_line + key_node.start_mark.line
+        if key in meta:
+            raise _Reject(line, f"trường '{key}' bị khai báo hai lần", f"xóa một dòng (dòng đầu ở {lines[key]})")
+        try:
+            meta[key] = _node_value(value_node, key)
+        except _Reject as r:
+            raise _Reject(first_line + r.line - 1, r.message, r.fix) from None
+        lines[key] = line
+    return meta, lines
+
+
+def split_file(text: str) -> tuple[str, int, list[str], int]:
+    """Split a knowledge file into front matter text (and its first line) and body lines (and theirs)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        raise _Reject(1, "tệp phải bắt đầu bằng dòng '---' của phần khai báo", "xem tệp mẫu trong knowledge/mau/")
+    for i in range(1, len(lines)):
+        if lines[i].strip() == "---":
+            return "\n".join(lines[1:i]), 2, lines[i + 1 :], i + 2
+    raise _Reject(1, "phần khai báo không có dòng '---' đóng lại", "thêm dòng '---' sau trường cuối cùng")
+
+
+def parse_body(lines: list[str], first_line: int) -> tuple[str, list[Section], list[Problem]]:
+    """Split the body into the summary (before any heading) and `## ` sections."""
+    summary: list[str] = []
+    sections: list[tuple[str, int, list[str]]] = []
+    problems: list[Problem] = []
+    for offset, raw in enumerate(lines):
+        line = raw.rstrip()
+        number = first_line + offset
+        if line.startswith("# "):
+            problems.append(Problem("", number, "tiêu đề một dấu '#' không được dùng", "dùng '## ' cho tiêu đề mục"))
+            continue
+        if line.startswith("## "):
+            sections.append((line[3:].strip(), number, []))
+            continue
+        (sections[-1][2] if sections else summary).append(raw)
+    out = [Section(h, "\n".join(body).strip(), n) for h, n, body in sections]
+    return "\n".join(summary).strip(), out, problems
+
+
+def _check_field(kind: str, key: str, value: str | list[str], line: int) -> list[tuple[int, str, str]]:
+    required, ftype = FIELDS[kind][key]
+    bad: list[tuple[int, str, str]] = []
+    values = value if isinstance(value, list) else [value]
+    if ftype in ("list", "codes", "ids"):
+        if any(not v for v in values):
+            bad.append((line, f"'{key}' có phần tử trống", "xóa phần tử trống"))
+    elif isinstance(value, list):
+        bad.append((line, f"'{key}' phải là một giá trị, không phải danh sách", "viết trên cùng một dòng"))
+        return bad
+    if required and not any(values):
+        bad.append((line, f"'{key}' đang để trống", "điền giá trị"))
+        return bad
+    for v in values:
+        if not v:
+            continue
+        if ftype == "date":
+            if not DATE_RE.match(v):
+                bad.append((line, f"'{key}' phải là ngày dạng 2026-01-31, đang là '{v}'", "viết năm-tháng-ngày"))
+            else:
+                try:
+                    dt.date.fromisoformat(v)
+                except ValueError:
+                    bad.append((line, f"'{key}' không phải ngày có thật: '{v}'", "kiểm tra lại ngày, tháng"))
+        elif ftype == "url" and not URL_RE.match(v):
+            bad.append((line, f"'{key}' phải là đường dẫn bắt đầu bằng https://, đang là '{v}'", "dán đường dẫn đầy đủ"))
+        elif ftype == "codes" and not CODE_RE.match(v):
+            bad.append((line, f"mã thủ tục '{v}' không đúng dạng", "mã có dạng 1.001193 (xem trên Cổng Dịch vụ công)"))
+        elif ftype == "ids" and not ID_RE.match(v):
+            bad.append((line, f"'{v}' không phải id hợp lệ", "id gồm chữ thường không dấu, số và dấu '-'"))
+    return bad
+
+
+def _district_problems(entry: Entry, rel: str) -> list[Problem]:
+    out = []
+    for key in ("cap_thuc_hien", "co_quan_thuc_hien"):
+        value = entry.text(key)
+        if DISTRICT_RE.search(value) and not PAST_RE.search(value):
+            out.append(Problem(rel, entry.lines.get(key, 1), f"'{key}' nêu cơ quan cấp huyện ('{value}')",
+                               "từ 01/7/2025 chỉ còn cấp tỉnh và cấp xã: ghi cơ quan cấp xã hoặc cấp tỉnh"))
+    where = entry.section(NOI_NOP)
+    if where:
+        for n, line in enumerate(where.text.split("\n"), where.line + 2):
+            for sentence in re.split(r"(?<=[.;])\s+", line):
+                if DISTRICT_RE.search(sentence) and not PAST_RE.search(sentence):
+                    out.append(Problem(rel, n, "mục 'Nơi nộp, cách thức' nêu cơ quan cấp huyện là nơi nộp",
+                                       "từ 01/7/2025 không còn cấp huyện: ghi nơi nộp cấp xã hoặc cấp tỉnh"))
+    return out
+
+
+def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, list[Problem]]:
+    """Parse and check one knowledge file on its own; cross-file checks happen in load_knowledge."""
+    problems: list[Problem] = []
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return None, [Problem(rel, line, "tệp không phải UTF-8", "lưu lại tệp với mã hóa UTF-8")]
+    except OSError as e:
+        return None, [Problem(rel, 0, f"không đọc được tệp ({e.strerror})", "kiểm tra quyền đọc tệp")]
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        return None, [Problem(rel, 1, "tệp trống", "điền nội dung theo tệp mẫu trong knowledge/mau/, hoặc xóa tệp")]
+    try:
+        front, front_line, body, body_line = split_file(text)
+        meta, lines = parse_front_matter(front, front_line)
+    except _Reject as r:
+        return None, [Problem(rel, r.line, r.message, r.fix)]
+
+    def bad(line: int, message: str, fix: str = "", warning: bool = False) -> None:
+        problems.append(Problem(rel, line, message, fix, warning))
+
+    for key in COMMON_FIELDS:
+        if key not in meta:
+            bad(1, f"thiếu trường '{key}'", f"thêm dòng '{key}: ...' vào phần khai báo")
+    loai = meta.get("loai", "")
+    entry_id = meta.get("id", "")
+    if not isinstance(loai, str) or not isinstance(entry_id, str):
+        bad(lines.get("loai", 1), "'id' và 'loai' phải là một giá trị", "viết trên cùng một dòng")
+        return None, problems
+    if "loai" in meta and loai not in KINDS:
+        bad(lines["loai"], f"'loai' không hợp lệ: '{loai}'", f"dùng một trong: {', '.join(KINDS)}")
+    if "id" in meta:
+        if not ID_RE.match(entry_id):
+            bad(lines["id"], f"id '{entry_id}' không hợp lệ", "id gồm chữ thường không dấu, số và dấu '-'")
+        elif path.stem != entry_id:
+            bad(lines["id"], f"tên tệp phải là '{entry_id}.md' cho trùng id", "đổi tên tệp hoặc sửa id")
+    if loai not in KINDS or not entry_id:
+        return None, problems
+    kind = KINDS[loai]
+    folder = FOLDERS[kind]
+    if path.parent.name != folder:
+        bad(lines["loai"], f"mục loại '{loai}' phải nằm trong thư mục '{folder}/'", f"chuyển tệp vào {folder}/")
+
+    schema = FIELDS[kind]
+    for key, value in meta.items():
+        if key in COMMON_FIELDS:
+            continue
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema) + list(COMMON_FIELDS), n=1)
+            fix = f"có phải ý bạn là '{close[0]}'?" if close else f"các trường dùng được: {', '.join(schema)}"
+            bad(lines[key], f"trường '{key}' không dùng cho loại '{loai}'", fix)
+            continue
+        for line, message, fix in _check_field(kind, key, value, lines[key]):
+            bad(line, message, fix)
+    for key, (required, _) in schema.items():
+        if required and key not in meta:
+            bad(1, f"thiếu trường '{key}'", f"thêm dòng '{key}: ...' vào phần khai báo (xem knowledge/mau/{loai}.md)")
+
+    summary, sections, body_problems = parse_body(body, body_line)
+    problems.extend(Problem(rel, p.line, p.message, p.fix) for p in body_problems)
+    seen: dict[str, int] = {}
+    for s in sections:
+        if s.heading in seen:
+            bad(s.line, f"mục '## {s.heading}' xuất hiện hai lần", f"gộp với mục ở dòng {seen[s.heading]}")
+        seen.setdefault(s.heading, s.line)
+        if not s.text:
+            bad(s.line, f"mục '## {s.heading}' không có nội dung", "viết nội dung hoặc xóa tiêu đề mục")
+    if kind == "procedure":
+        allowed = PROCEDURE_REQUIRED + PROCEDURE_OPTIONAL
+        for s in sections:
+            if s.heading not in allowed:
+                close = difflib.get_close_matches(s.heading, allowed, n=1, cutoff=0.5)
+                fix = f"có phải ý bạn là '## {close[0]}'?" if close else "dùng các tiêu đề trong knowledge/mau/thu-tuc.md"
+                bad(s.line, f"tiêu đề mục '## {s.heading}' không có trong danh sách cố định", fix)
+        for heading in PROCEDURE_REQUIRED:
+            if heading not in seen:
+                bad(body_line, f"thiếu mục '## {heading}'", "thêm tiêu đề mục đó (đúng chính tả) và nội dung")
+    if kind == "faq":
+        if sections:
+            bad(sections[0].line, "mục hỏi đáp không dùng tiêu đề '## '", "viết câu trả lời thành đoạn văn liền")
+        if not summary:
+            bad(body_line, "mục hỏi đáp chưa có câu trả lời", "viết câu trả lời sau dòng '---'")
+    elif not summary:
+        bad(body_line, "thiếu đoạn tóm tắt trước tiêu đề mục đầu tiên", "viết 1–3 câu tóm tắt ngay sau dòng '---'")
+
+    entry = Entry(entry_id, kind, rel, meta, summary, tuple(sections), lines)
+    checked = entry.text("ngay_kiem_tra")
+    if kind == "procedure" and DATE_RE.match(checked):
+        try:
+            age = (today - dt.date.fromisoformat(checked)).days
+        except ValueError:
+            age = 0
+        if age > STALE_AFTER_DAYS:
+            bad(lines["ngay_kiem_tra"], f"thông tin kiểm tra lần cuối ngày {checked}, đã hơn một năm",
+                "đối chiếu lại với trang chính thức rồi cập nhật 'ngay_kiem_tra'", warning=True)
+        elif age < 0:
+            bad(lines["ngay_kiem_tra"], f"'ngay_kiem_tra' ({checked}) là ngày trong tương lai", "ghi ngày đã kiểm tra")
+    if kind == "procedure":
+        problems.extend(_district_problems(entry, rel))
+    return entry, problems
+
+
+def parse_synonyms(path: Path, rel: str) -> tuple[list[tuple[str, list[str]]], list[Problem]]:
+    """Read the dictionary: `term = expansion; other expansion`, one a line, '#' for comments."""
+    out: list[tuple[str, list[str]]] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").lstrip("\ufeff").splitlines()
+    except (UnicodeDecodeError, OSError) as e:
+        return [], [Problem(rel, 0, f"không đọc được tệp ({e})", "lưu lại tệp với mã hóa UTF-8")]
+    from .text import fold, nfc
+
+    for n, raw in enumerate(lines, 1):
+        line = nfc(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        term, eq, rest = line.partition("=")
+        expansions = [e.strip() for e in rest.split(";") if e.strip()]
+        if not eq or not term.strip() or not expansions:
+            problems.append(Problem(rel, n, "dòng phải có dạng 'từ = cách gọi đầy đủ; cách gọi khác'",
+                                    "thêm dấu '=' và ít nhất một cách gọi"))
+            continue
+        key = fold(term.strip())
+        if key in seen:
+            problems.append(Problem(rel, n, f"'{term.strip()}' đã có ở dòng {seen[key]}", "gộp hai dòng làm một"))
+            continue
+        seen[key] = n
+        out.append((term.strip(), expansions))
+    return out, problems
+
+
+def parse_links(path: Path, rel: str) -> tuple[dict[str, Link], Hotline | None, list[Problem]]:
+    """Read the official links file and the hotline."""
+    problems: list[Problem] = []
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        mark = getattr(e, "problem_mark", None)
+        return {}, None, [Problem(rel, mark.line + 1 if mark else 0, f"không đọc được tệp ({e})".split("\n")[0],
+                                  "kiểm tra cú pháp YAML: thụt lề bằng dấu cách")]
+    data = yaml.load(yaml.serialize(node), Loader=yaml.BaseLoader) if node else {}
+    if not isinstance(data, dict):
+        return {}, None, [Problem(rel, 1, "tệp phải có 'duong_day_nong' và 'lien_ket'")]
+    hotline = None
+    hl = data.get("duong_day_nong")
+    if isinstance(hl, dict) and hl.get("so"):
+        hotline = Hotline(hl.get("ten", "Đường dây nóng"), hl["so"], hl.get("url", ""))
+    else:
+        problems.append(Problem(rel, 1, "thiếu 'duong_day_nong' với 'so'", "ghi số đường dây nóng chính thức"))
+    links: dict[str, Link] = {}
+    items = data.get("lien_ket") or []
+    marks = [item.start_mark.line + 1 for k, v in node.value if k.value == "lien_ket" for item in v.value] \
+        if isinstance(node, yaml.MappingNode) else []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        line = marks[i] if i < len(marks) else 1
+        if not isinstance(item, dict) or not all(item.get(k) for k in ("id", "ten", "url")):
+            problems.append(Problem(rel, line, "mỗi liên kết cần 'id', 'ten' và 'url'", "bổ sung trường còn thiếu"))
+            continue
+        if not URL_RE.match(item["url"]):
+            problems.append(Problem(rel, line, f"'url' không hợp lệ: '{item['url']}'", "dán đường dẫn đầy đủ"))
+            continue
+        if item["id"] in links:
+            problems.append(Problem(rel, line, f"liên kết '{item['id']}' bị trùng", "đổi id hoặc xóa một mục"))
+            continue
+        links[item["id"]] = Link(item["id"], item["ten"], item["url"], item.get("mac_dinh", "") in ("co", "có"))
+    return links, hotline, problems
+
+
+def knowledge_files(dirs: Iterable[Path]) -> list[tuple[Path, Path]]:
+    """Every entry file under the knowledge folders, with the folder it came from, in a stable order."""
+    out = []
+    for base in dirs:
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*.md")):
+            rel_parts = path.relative_to(base).parts
+            if len(rel_parts) < 2 or rel_parts[0] in SKIP_DIRS or any(p.startswith(".") for p in rel_parts):
+                continue  # README.md at the top, templates, hidden folders
+            out.append((base, path))
+    return out
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base.parent))
+    except ValueError:
+        return str(path)
+
+
+def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None) -> KnowledgeBase:
+    """Parse and validate every knowledge file; report all problems, never stop at the first."""
+    dirs = list(dirs)
+    today = today or dt.date.today()
+    kb = KnowledgeBase()
+    where: dict[str, str] = {}
+    for base in dirs:
+        if not base.is_dir():
+            kb.problems.append(Problem(str(base), 0, "không có thư mục kho tri thức", "kiểm tra [knowledge] dirs"))
+            continue
+        for name, parse in ((DICTIONARY_FILE, "synonyms"), (LINKS_FILE, "links")):
+            path = base / name
+            if not path.exists():
+                continue
+            kb.files.append(path)
+            if parse == "synonyms":
+                synonyms, problems = parse_synonyms(path, _rel(path, base))
+                kb.synonyms.extend(synonyms)
+            else:
+                links, hotline, problems = parse_links(path, _rel(path, base))
+                kb.links.update(links)
+                kb.hotline = kb.hotline or hotline
+            kb.problems.extend(problems)
+    for base, path in knowledge_files(dirs):
+        rel = _rel(path, base)
+        kb.files.append(path)
+        entry, problems = parse_entry(path, rel, today)
+        kb.problems.extend(problems)
+        if entry is None:
+            continue
+        if entry.id in kb.entries:
+            kb.problems.append(Problem(rel, entry.lines.get("id", 1), f"id '{entry.id}' đã dùng ở {where[entry.id]}",
+                                       "mỗi mục cần một id riêng"))
+            continue
+        kb.entries[entry.id] = entry
+        where[entry.id] = rel
+    for entry in kb.entries.values():
+        for target in entry.list("lien_quan"):
+            if ID_RE.match(target) and target not in kb.entries:
+                close = difflib.get_close_matches(target, list(kb.entries), n=1)
+                fix = f"có phải ý bạn là '{close[0]}'?" if close else "sửa id cho đúng, hoặc tạo mục đó"
+                kb.problems.append(Problem(entry.path, entry.lines.get("lien_quan", 1),
+                                           f"'lien_quan' nhắc tới '{target}' nhưng không có mục nào có id này", fix))
+        online = entry.text("nop_truc_tuyen")
+        if online and kb.link_for(online) is None:
+            kb.problems.append(Problem(entry.path, entry.lines.get("nop_truc_tuyen", 1),
+                                       f"'nop_truc_tuyen' không phải đường dẫn hay mã liên kết: '{online}'",
+                                       f"dùng https://... hoặc một mã trong {LINKS_FILE}: {', '.join(kb.links)}"))
+    if not kb.entries and not kb.errors:
+        kb.problems.append(Problem(", ".join(str(d) for d in dirs), 0, "kho tri thức chưa có mục nào",
+                                   "thêm tệp theo mẫu trong knowledge/mau/"))
+    return kb

@@ -1,0 +1,60 @@
+"""Render an Answer for a channel: plain text and JSON (Telegram and Zalo build on these)."""
+
+from __future__ import annotations
+
+from .answer import Answer, Source
+
+DATE_LABELS = {"procedure": "kiểm tra ngày", "plan": "ban hành ngày", "topic": "cập nhật ngày", "faq": "kiểm tra ngày"}
+
+
+def format_date(iso: str) -> str:
+    """2026-11-21 → 21/11/2026, as Vietnamese readers write dates."""
+    parts = iso.split("-")
+    return "/".join(reversed(parts)) if len(parts) == 3 else iso
+
+
+def cite(source: Source) -> str:
+    """'Title (kiểm tra ngày 21/11/2026)'."""
+    if source.date:
+        return f"{source.title} ({DATE_LABELS.get(source.kind, 'ngày')} {format_date(source.date)})"
+    return source.title
+
+
+def body_text(answer: Answer) -> str:
+    """The answer's own text: title and parts, without sources."""
+    lines = [answer.title] if answer.title else []
+    for heading, text in answer.parts:
+        lines.append(f"{heading}:\n{text}" if heading else text)
+    return "\n\n".join(lines)
+
+
+def to_text(answer: Answer) -> str:
+    """Plain text for a terminal: the answer first, then suggestions, sources and links."""
+    blocks = [body_text(answer)]
+    if answer.suggestions:
+        blocks.append("Có thể bạn muốn hỏi:\n" + "\n".join(f"- {s}" for s in answer.suggestions))
+    if answer.sources:
+        lines = []
+        for s in answer.sources:
+            lines.append(f"- {cite(s)}" + (f"\n  {s.url}" if s.url else ""))
+        blocks.append("Nguồn:\n" + "\n".join(lines))
+    if answer.links:
+        blocks.append("Dịch vụ công trực tuyến:\n" + "\n".join(f"- {x.title}: {x.url}" for x in answer.links))
+    return "\n\n".join(b for b in blocks if b)
+
+
+def to_json(answer: Answer) -> dict:
+    """The JSON contract of `python -m bot ask --json`."""
+    return {
+        "question": answer.question,
+        "answer": body_text(answer),
+        "declined": answer.declined,
+        "kind": answer.kind,
+        "confidence": answer.confidence,
+        "sources": [
+            {"id": s.id, "topics": s.topics, "title": s.title, "date": s.date, "score": s.score, "url": s.url}
+            for s in answer.sources
+        ],
+        "links": [{"title": x.title, "url": x.url} for x in answer.links],
+        "suggestions": answer.suggestions,
+    }

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Build the assistant's index from the knowledge files (what admins run).
+
+    python index_builder.py            build (incremental: only changed text is embedded)
+    python index_builder.py --check    validate the knowledge files only, in seconds, no embedding
+    python index_builder.py --force    rebuild even when nothing changed
+
+A knowledge base with errors is refused: every problem is listed as `file:line: what — how to fix`,
+the exit code is 1, and the index already serving stays as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bot.config import ConfigError, load_config
+from bot.knowledge import KnowledgeBase, load_knowledge
+
+
+def report_problems(kb: KnowledgeBase) -> None:
+    """Print every problem, errors and warnings, sorted by file and line."""
+    for problem in sorted(kb.problems, key=lambda p: (p.path, p.line)):
+        print(problem, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, then check or build."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="config file (default: config.toml, or $CCHC_CONFIG)")
+    parser.add_argument("--check", action="store_true", help="validate only; do not embed or write the index")
+    parser.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"Lỗi cấu hình: {e}", file=sys.stderr)
+        return 2
+
+    if args.check:
+        started = time.perf_counter()
+        kb = load_knowledge(cfg.knowledge_dirs)
+        report_problems(kb)
+        print(f"{len(kb.entries)} mục, {len(kb.errors)} lỗi, {len(kb.warnings)} cảnh báo "
+              f"({time.perf_counter() - started:.1f} giây).")
+        return 1 if kb.errors else 0
+
+    from bot.index import BuildRefused, build_index
+
+    try:
+        report = build_index(cfg, force=args.force, progress=not args.quiet and sys.stderr.isatty(),
+                             log=lambda m: print(m, file=sys.stderr))
+    except BuildRefused as refused:
+        report_problems(refused.kb)
+        print(f"Không xây chỉ mục: {len(refused.kb.errors)} lỗi trong kho tri thức. "
+              "Chỉ mục đang phục vụ vẫn giữ nguyên.", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        print(f"Lỗi: {e}. Chỉ mục đang phục vụ vẫn giữ nguyên.", file=sys.stderr)
+        return 2
+    for warning in report.warnings:
+        print(warning, file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
