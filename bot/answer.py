@@ -8,7 +8,7 @@ from typing import Sequence
 
 from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
 from .retrieval import DECLINE_BELOW, SearchResult, content_syllables
-from .text import syllables
+from .text import reflow, syllables
 
 # What a question asks about, by folded phrases; matched on whole syllables.
 ASPECTS: dict[str, tuple[str, ...]] = {
@@ -28,9 +28,12 @@ ASPECTS: dict[str, tuple[str, ...]] = {
     DOI_TUONG: ("dieu kien", "ai duoc", "doi tuong", "co duoc khong"),
     KET_QUA: ("nhan duoc gi", "ket qua"),
 }
+# Phrases that name the act of filing, not the documents: "nộp hồ sơ online" asks how to file online.
+NEUTRAL = ("nop ho so", "tra cuu ho so", "ho so da nop", "ho so cua toi", "theo doi ho so")
 ASPECT_WORDS = frozenset(s for phrases in ASPECTS.values() for p in phrases for s in p.split())
 CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
-FOLLOW_UP = re.compile(r"^(con|the con|vay con|con ve|the|vay|con cai|con viec)\b")
+# Words of a follow-up that name no new subject: "còn nộp online thì sao?"
+FOLLOW_UP_WORDS = frozenset("con the vay sao thi nop lam duoc cai viec nua xem".split())
 GREETING = re.compile(
     r"^(xin chao|chao|chao ban|chao bot|chao em|chao anh|chao chi|hello|hi|hey|alo|a lo|good morning|"
     r"chao buoi sang|chao buoi toi)( ban| bot| em| anh| chi| tro li| ad| admin)?$"
@@ -93,6 +96,8 @@ class Conversation:
 def detect_aspects(question: str) -> list[str]:
     """The sections of a procedure a question asks for, in card order."""
     folded = " " + " ".join(syllables(question)) + " "
+    for phrase in NEUTRAL:
+        folded = folded.replace(f" {phrase} ", " _ ")
     found = [name for name, phrases in ASPECTS.items() if any(f" {p} " in folded for p in phrases)]
     if TRUC_TUYEN in found and NOI_NOP in found:
         found.remove(NOI_NOP)  # "nộp online ở đâu" asks for the online link
@@ -122,7 +127,7 @@ def _title_with_date(entry: dict) -> str:
 
 
 def _sections(entry: dict) -> dict[str, str]:
-    return {heading: text for heading, text in entry["sections"] or []}
+    return {heading: reflow(text) for heading, text in entry["sections"] or []}
 
 
 def _source(entry: dict, score: float) -> Source:
@@ -146,7 +151,7 @@ def procedure_parts(entry: dict, aspects: Sequence[str]) -> list[tuple[str, str]
     wanted = [a for a in aspects if a in sections]
     if wanted:
         return [(a, truncate(sections[a], SECTION_LIMIT)) for a in wanted[:2]]
-    parts = [("", truncate(entry["summary"], CARD_LIMIT))]
+    parts = [("", truncate(reflow(entry["summary"]), CARD_LIMIT))]
     for heading in CARD:
         if heading in sections:
             parts.append((heading, truncate(sections[heading], CARD_LIMIT)))
@@ -167,9 +172,9 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
         return Answer(question, "thanks", parts=[("", THANKS_TEXT)])
 
     aspects = detect_aspects(question)
-    own = [s for s in content_syllables(question) if s not in ASPECT_WORDS]
+    own = [s for s in content_syllables(question) if s not in ASPECT_WORDS and s not in FOLLOW_UP_WORDS]
     if (conversation and conversation.last_entry in entries and aspects
-            and (len(own) <= 1 or FOLLOW_UP.match(folded))):
+            and (not own or result.confidence < DECLINE_BELOW)):
         entry = entries[conversation.last_entry]
         return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
                              chunk_text, -1)
@@ -200,9 +205,9 @@ def _answer_entry(question: str, entry: dict, aspects: list[str], confidence: fl
     if entry["kind"] == "procedure":
         parts = procedure_parts(entry, aspects)
     elif entry["kind"] == "faq":
-        parts = [("", truncate(entry["summary"], SECTION_LIMIT * 2))]
+        parts = [("", truncate(reflow(entry["summary"]), SECTION_LIMIT * 2))]
     else:
-        parts = [("", truncate(entry["summary"], CARD_LIMIT * 2))]
+        parts = [("", truncate(reflow(entry["summary"]), CARD_LIMIT * 2))]
         if chunk >= 0:
             heading, _, body = chunk_text[chunk].partition("\n")
             section = heading.split(" — ", 1)[1] if " — " in heading else ""

@@ -69,8 +69,11 @@ def name_text(entry: Entry) -> str:
     return " ".join(parts)
 
 
+FOLD_TWINS = False
+
+
 def _with_twin(chunk: Chunk) -> list[Chunk]:
-    if not has_diacritics(chunk.text):
+    if not FOLD_TWINS or not has_diacritics(chunk.text):
         return [chunk]
     return [chunk, Chunk(chunk.entry_id, chunk.section, fold(chunk.text), chunk.role, folded=True)]
 

@@ -29,6 +29,7 @@ class KnowledgeSettings:
 class ModelSettings:
     backend: str = "sentence-transformers"
     name: str = "multilingual-e5-small"
+    threads: int = 1
 
 
 @dataclass(frozen=True)

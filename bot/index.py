@@ -21,7 +21,7 @@ import sqlite_utils
 from .chunks import Chunk, chunk_entry
 from .config import Config
 from .knowledge import Entry, KnowledgeBase, load_knowledge
-from .text import lexical_form, normalize
+from .text import lexical_form, normalize, restoration_table
 
 FORMAT = 3  # bump when the layout of a built index changes
 CURRENT = "CURRENT"
@@ -179,6 +179,20 @@ def _lexical_row(entry: Entry) -> dict[str, str]:
     }
 
 
+def corpus_texts(kb: KnowledgeBase) -> Iterator[str]:
+    """Every text of the base, for learning how folded words are spelled with diacritics."""
+    for entry in kb.entries.values():
+        yield entry.title
+        yield from entry.list("tu_khoa")
+        yield from entry.list("cau_hoi")
+        yield entry.summary
+        for section in entry.sections:
+            yield section.text
+    for term, expansions in kb.synonyms:
+        yield term
+        yield from expansions
+
+
 def _entry_row(entry: Entry, kb: KnowledgeBase) -> dict:
     online = kb.link_for(entry.text("nop_truc_tuyen")) if entry.text("nop_truc_tuyen") else None
     return {
@@ -301,6 +315,9 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
             pk="id",
         )
         db["lexical"].insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
+        db["restore"].insert_all(
+            ({"folded": k, "spelled": v} for k, v in restoration_table(corpus_texts(kb)).items()), pk="folded"
+        )
         db["settings"].insert_all(
             [
                 {"key": "synonyms", "value": json.dumps(kb.synonyms, ensure_ascii=False)},
@@ -309,7 +326,7 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
             ],
             pk="key",
         )
-    db["lexical"].enable_fts(["title", "keywords", "body"], tokenize="unicode61 remove_diacritics 0")
+    db["lexical"].enable_fts(["title", "keywords", "body"], tokenize="unicode61 remove_diacritics 0 tokenchars '_.'")
     db.execute("PRAGMA journal_mode=DELETE")
     db.close()
     manifest = {
@@ -351,6 +368,7 @@ class IndexData:
     synonyms: list[tuple[str, list[str]]]
     links: list[dict]
     hotline: dict | None
+    restore: dict[str, str]
     db: sqlite3.Connection
 
 
@@ -393,5 +411,6 @@ def open_index(cfg: Config) -> IndexData:
         synonyms=[(t, list(e)) for t, e in settings.get("synonyms", [])],
         links=settings.get("links", []),
         hotline=settings.get("hotline"),
+        restore=dict(db.execute("select folded, spelled from restore").fetchall()),
         db=db,
     )

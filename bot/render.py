@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .answer import Answer, Source
+from .text import plain
 
 DATE_LABELS = {"procedure": "kiểm tra ngày", "plan": "ban hành ngày", "topic": "cập nhật ngày", "faq": "kiểm tra ngày"}
 
@@ -25,7 +26,7 @@ def body_text(answer: Answer) -> str:
     lines = [answer.title] if answer.title else []
     for heading, text in answer.parts:
         lines.append(f"{heading}:\n{text}" if heading else text)
-    return "\n\n".join(lines)
+    return plain("\n\n".join(lines))
 
 
 def to_text(answer: Answer) -> str:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .index import IndexData
-from .text import clean, normalize, syllables
+from .text import bigrams, clean, normalize, restore_diacritics, syllables
 
 # Folded syllables that carry no topic: question words, pronouns, politeness.
 STOPWORDS = frozenset(
@@ -23,8 +23,11 @@ DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
 RRF_K = 20
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
-# Logistic calibration of "the top entry answers the question", fitted on tests/data/calibration.tsv.
-CONFIDENCE_WEIGHTS = (18.0, 3.5, -17.5)  # dense cosine, term coverage, bias
+FEATURES = ("dense", "coverage", "name_coverage", "phrase", "lexical")
+# A candidate's score is RANK_WEIGHTS · features; the probability that the top candidate answers the question is
+# a logistic function of CONFIDENCE_WEIGHTS · (features, 1). Both are fitted by `python -m bench.fit` (see there).
+RANK_WEIGHTS = (1.0, 0.05, 0.02, 0.02, 0.01)
+CONFIDENCE_WEIGHTS = (18.0, 3.5, 0.0, 0.0, 0.0, -17.5)
 DECLINE_BELOW = 0.5
 
 
@@ -38,6 +41,7 @@ class Hit:
     lexical: float = 0.0
     chunk: int = -1  # best passage chunk, for quoting
     section: str = ""
+    features: tuple[float, ...] = ()
 
 
 @dataclass
@@ -69,7 +73,7 @@ def expand_synonyms(question: str, synonyms: Sequence[tuple[str, list[str]]]) ->
 
 def fts_query(terms: Sequence[str]) -> str:
     """An FTS5 query matching any of the terms (FTS5 matches all words by default, too strict for questions)."""
-    unique = list(dict.fromkeys(t for t in terms if re.fullmatch(r"[0-9a-z.]+", t)))
+    unique = list(dict.fromkeys(t for t in terms if re.fullmatch(r"[0-9a-z._]+", t)))
     return " OR ".join(f'"{t}"' for t in unique)
 
 
@@ -82,20 +86,40 @@ def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = RR
     return scores
 
 
-def confidence(dense: float, coverage: float, weights: Sequence[float] = CONFIDENCE_WEIGHTS) -> float:
+def confidence(features: Sequence[float], weights: Sequence[float] = CONFIDENCE_WEIGHTS) -> float:
     """Calibrated probability that the top entry answers the question."""
-    a, b, c = weights
-    return 1.0 / (1.0 + math.exp(-(a * dense + b * coverage + c)))
+    z = sum(w * f for w, f in zip(weights, features)) + weights[-1]
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def weighted_coverage(terms: Sequence[str], lexicon: frozenset[str], idf: dict[str, float]) -> float:
+    """Share of the terms' IDF weight that the lexicon contains (rare words count more)."""
+    total = sum(idf.get(t, 1.0) for t in terms)
+    if not total:
+        return 0.0
+    return sum(idf.get(t, 1.0) for t in terms if t in lexicon) / total
 
 
 class Retriever:
     """Searches one opened index with one encoder."""
 
-    def __init__(self, data: IndexData, encoder, dense_weight: float = 1.0, lexical_weight: float = 1.0):
+    def __init__(self, data: IndexData, encoder, rank_weights: Sequence[float] = RANK_WEIGHTS,
+                 confidence_weights: Sequence[float] = CONFIDENCE_WEIGHTS):
         self.data = data
         self.encoder = encoder
-        self.weights = (dense_weight, lexical_weight)
-        self._lexicon: dict[str, frozenset[str]] = {}
+        self.rank_weights = tuple(rank_weights)
+        self.confidence_weights = tuple(confidence_weights)
+        self.lexicon: dict[str, frozenset[str]] = {}
+        self.name_lexicon: dict[str, frozenset[str]] = {}
+        df: dict[str, int] = {}
+        for entry_id, title, keywords, body in data.db.execute("select entry_id, title, keywords, body from lexical"):
+            name = frozenset(f"{title} {keywords}".split())
+            self.name_lexicon[entry_id] = name
+            self.lexicon[entry_id] = name | frozenset(body.split())
+            for term in self.lexicon[entry_id]:
+                df[term] = df.get(term, 0) + 1
+        n = max(len(self.lexicon), 1)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
 
     def dense(self, text: str, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
         """Nearest chunks by cosine similarity."""
@@ -107,7 +131,7 @@ class Retriever:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def lexical(self, terms: Sequence[str], k: int = LEXICAL_CANDIDATES) -> list[tuple[str, float]]:
-        """Entries by BM25 over folded syllables, title and keywords weighted above the body."""
+        """Entries by BM25 over folded syllables and bigrams, title and keywords weighted above the body."""
         query = fts_query(terms)
         if not query:
             return []
@@ -120,61 +144,61 @@ class Retriever:
         ).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
-    def lexicon(self, entry_id: str) -> frozenset[str]:
-        """Every folded syllable of an entry, for measuring how much of a question it covers."""
-        if entry_id not in self._lexicon:
-            row = self.data.db.execute(
-                "select title, keywords, body from lexical where entry_id = ?", (entry_id,)
-            ).fetchone()
-            self._lexicon[entry_id] = frozenset(" ".join(row).split()) if row else frozenset()
-        return self._lexicon[entry_id]
-
-    def search(self, question: str, k: int = 5) -> SearchResult:
-        """Rank entries for a question; an empty or meaningless question finds nothing."""
+    def candidates(self, question: str, exclude: frozenset[str] = frozenset()) -> SearchResult:
+        """Every entry found by either search, with its features, unranked."""
         question = clean(question)
         result = SearchResult(question=question)
         if not syllables(question):
             return result
         result.expansions = expand_synonyms(question, self.data.synonyms)
-        dense_text = normalize(question)
+        dense_text = normalize(restore_diacritics(question, self.data.restore))
         if result.expansions:
             dense_text += " (" + "; ".join(result.expansions) + ")"
-        terms = content_syllables(question + " " + " ".join(result.expansions))
+        own = content_syllables(question)
+        own_phrases = [b for b in bigrams(syllables(question)) if not all(p in STOPWORDS for p in b.split("_"))]
+        terms = own + own_phrases
+        for expansion in result.expansions:
+            terms += content_syllables(expansion) + bigrams(syllables(expansion))
 
         best: dict[str, tuple[float, int]] = {}
         best_passage: dict[str, tuple[float, int]] = {}
+        floor = 0.0
         for chunk, score in self.dense(dense_text):
             entry = self.data.chunk_entry[chunk]
+            floor = score  # results come best first: the last one bounds every entry not found
+            if entry in exclude:
+                continue
             if entry not in best or score > best[entry][0]:
                 best[entry] = (score, chunk)
             if self.data.chunk_section[chunk] not in ("Tên", "Câu hỏi"):
                 if entry not in best_passage or score > best_passage[entry][0]:
                     best_passage[entry] = (score, chunk)
-        dense_rank = sorted(best, key=lambda e: -best[e][0])
-        lexical = self.lexical(terms)
-        lexical_scores = dict(lexical)
-        fused = rrf([dense_rank, [e for e, _ in lexical]], self.weights)
-        ranked = sorted(fused, key=lambda e: -fused[e])[:k]
-        for entry in ranked:
-            dense_score = best.get(entry, (0.0, -1))[0]
+        lexical = {e: s for e, s in self.lexical(terms) if e not in exclude}
+        top_lexical = max(lexical.values(), default=0.0) or 1.0
+        for entry in dict.fromkeys(list(best) + list(lexical)):
+            lexicon = self.lexicon.get(entry, frozenset())
+            features = (
+                best.get(entry, (floor, -1))[0],
+                weighted_coverage(own, lexicon, self.idf),
+                weighted_coverage(own, self.name_lexicon.get(entry, frozenset()), self.idf),
+                sum(1 for p in own_phrases if p in lexicon) / len(own_phrases) if own_phrases else 0.0,
+                lexical.get(entry, 0.0) / top_lexical,
+            )
             chunk = best_passage.get(entry, best.get(entry, (0.0, -1)))[1]
-            result.hits.append(Hit(
-                entry_id=entry,
-                score=fused[entry],
-                dense=dense_score,
-                lexical=lexical_scores.get(entry, 0.0),
-                chunk=chunk,
-                section=self.data.chunk_section[chunk] if chunk >= 0 else "",
-            ))
-        if result.hits:
-            top = result.hits[0]
-            own = content_syllables(question)
-            lexicon = self.lexicon(top.entry_id)
-            result.coverage = sum(1 for s in own if s in lexicon) / len(own) if own else 0.0
-            result.confidence = confidence(top.dense, result.coverage)
+            result.hits.append(Hit(entry_id=entry, score=0.0, dense=features[0], lexical=lexical.get(entry, 0.0),
+                                   chunk=chunk, section=self.data.chunk_section[chunk] if chunk >= 0 else "",
+                                   features=features))
         return result
 
-    def chunks_of(self, entry_id: str) -> list[int]:
-        """Chunk ids of an entry (for picking the best section to quote)."""
-        return [i for i, e in enumerate(self.data.chunk_entry) if e == entry_id]
-
+    def search(self, question: str, k: int = 5, exclude: frozenset[str] = frozenset()) -> SearchResult:
+        """Rank entries for a question; an empty or meaningless question finds nothing."""
+        result = self.candidates(question, exclude)
+        for hit in result.hits:
+            hit.score = sum(w * f for w, f in zip(self.rank_weights, hit.features))
+        result.hits.sort(key=lambda h: -h.score)
+        del result.hits[k:]
+        if result.hits:
+            top = result.hits[0]
+            result.coverage = top.features[1]
+            result.confidence = confidence(top.features, self.confidence_weights)
+        return result

@@ -67,6 +67,103 @@ def syllables(text: str) -> list[str]:
     return out
 
 
+def bigrams(tokens: list[str]) -> list[str]:
+    """Adjacent syllable pairs joined by '_': Vietnamese words are mostly two syllables (kết hôn → ket_hon)."""
+    return [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
+
+
 def lexical_form(text: str) -> str:
-    """Folded syllables joined by spaces: the text the full-text index stores and searches."""
-    return " ".join(syllables(text))
+    """What the full-text index stores: folded syllables, then their bigrams, line by line."""
+    out = []
+    for line in text.split("\n"):
+        tokens = syllables(line)
+        out.append(" ".join(tokens + bigrams(tokens)))
+    return "\n".join(out)
+
+
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s")
+
+
+def reflow(markdown: str) -> str:
+    """Join hard-wrapped lines into paragraphs and list items, keeping lists, tables and blank lines."""
+    out: list[str] = []
+    for raw in markdown.split("\n"):
+        line = raw.strip()
+        if not line:
+            if out and out[-1]:
+                out.append("")
+            continue
+        starts_block = bool(_LIST_ITEM.match(line)) or line.startswith(("|", "#", ">"))
+        if out and out[-1] and not starts_block and not out[-1].startswith("|"):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
+
+
+def plain(markdown: str) -> str:
+    """Markdown to plain text: no emphasis markers, links written as 'label (url)'."""
+    text = _EMPHASIS.sub(r"\2", markdown)
+    return _MD_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", text)
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s]+")
+_PHRASE_BREAK = re.compile(r"[\n.;:!?()\[\],\"“”]")
+RESTORE_MAX_N = 3
+
+
+def restoration_counts(texts, max_n: int = RESTORE_MAX_N) -> dict[str, dict[str, int]]:
+    """Count, for every folded 1–3-word phrase of a corpus, the spellings with diacritics it came from."""
+    counts: dict[str, dict[str, int]] = {}
+    for text in texts:
+        for phrase in _PHRASE_BREAK.split(nfc(text)):
+            words = [w.lower() for w in _WORD.findall(phrase)]
+            folded = [fold(w) for w in words]
+            for n in range(1, max_n + 1):
+                for i in range(len(words) - n + 1):
+                    key = " ".join(folded[i : i + n])
+                    spelled = counts.setdefault(key, {})
+                    value = " ".join(words[i : i + n])
+                    spelled[value] = spelled.get(value, 0) + 1
+    return counts
+
+
+def restoration_table(texts, max_n: int = RESTORE_MAX_N) -> dict[str, str]:
+    """Folded phrase → its most frequent spelling in the corpus (only where diacritics differ)."""
+    table = {}
+    for key, spelled in restoration_counts(texts, max_n).items():
+        best = max(spelled.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        if best != key:
+            table[key] = best
+    return table
+
+
+def restore_diacritics(text: str, table: dict[str, str], max_n: int = RESTORE_MAX_N) -> str:
+    """Put diacritics back into a question typed without any, by longest known phrases of the knowledge base.
+
+    Text that already carries diacritics is returned unchanged: the citizen typed what they meant.
+    """
+    if has_diacritics(text) or not table:
+        return text
+    tokens = _TOKEN.findall(nfc(text))
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        for n in range(min(max_n, len(tokens) - i), 0, -1):
+            window = tokens[i : i + n]
+            if not all(_WORD.fullmatch(w) for w in window):
+                continue
+            key = " ".join(w.lower() for w in window)
+            if key in table:
+                out.append(table[key])
+                i += n
+                break
+        else:
+            out.append(tokens[i])
+            i += 1
+    return " ".join(out)

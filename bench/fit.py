@@ -1,0 +1,147 @@
+"""Fit the ranking and confidence weights of bot/retrieval.py on the knowledge base's own FAQ questions.
+
+    python -m bench.fit
+
+Training questions are the FAQ entries' question variants, each asked with its own FAQ left out (so it must
+find what the FAQ is about); negatives for the confidence model are bench/ood.tsv. bench/golden.tsv is held
+out to check both. The development set of ../shared/eval is never used here.
+Prints the weights to paste into bot/retrieval.py and the held-out figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from bench.quality import load_cases
+from bot.retrieval import FEATURES, Retriever
+
+HERE = "bench"
+
+
+def training_questions(retriever: Retriever) -> list[tuple[str, set[str], frozenset[str]]]:
+    """(question, ids it is about, entries to leave out) for every FAQ question variant."""
+    out = []
+    for entry in retriever.data.entries.values():
+        if entry["kind"] != "faq":
+            continue
+        targets = set(entry["meta"].get("lien_quan", []))
+        for question in entry["meta"].get("cau_hoi", []):
+            out.append((question, targets, frozenset({entry["id"]})))
+    return out
+
+
+def relevant(retriever: Retriever, entry_id: str, targets: set[str]) -> bool:
+    """An entry answers when it is one of the targets or an FAQ about one of them."""
+    return bool(set(retriever.data.entries[entry_id]["topics"] or [entry_id]) & targets)
+
+
+def collect(retriever: Retriever, questions):
+    """Features of every candidate, grouped by question, with relevance labels."""
+    groups = []
+    for question, targets, exclude in questions:
+        result = retriever.candidates(question, exclude)
+        if not result.hits:
+            groups.append((np.zeros((0, len(FEATURES))), np.zeros(0, bool)))
+            continue
+        x = np.array([h.features for h in result.hits], dtype=np.float64)
+        y = np.array([relevant(retriever, h.entry_id, targets) if targets else False for h in result.hits])
+        groups.append((x, y))
+    return groups
+
+
+def fit_pairwise(groups, l2: float = 1e-3, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
+    """Weights w so that w·x of a relevant candidate exceeds that of each irrelevant one (logistic loss)."""
+    diffs = []
+    for x, y in groups:
+        if y.any() and (~y).any():
+            pos, neg = x[y], x[~y]
+            diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, x.shape[1]))
+    d = np.vstack(diffs)
+    w = np.zeros(d.shape[1])
+    w[0] = 1.0
+    for _ in range(steps):
+        z = d @ w
+        grad = -(d * (1 / (1 + np.exp(np.clip(z, -50, 50))))[:, None]).mean(axis=0) + l2 * w
+        w -= lr * grad
+    return w / w[0]  # dense keeps weight 1: the scale is arbitrary for ranking
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 5000, lr: float = 0.5) -> np.ndarray:
+    """Plain logistic regression with an intercept (the last weight)."""
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    mean, std = xb[:, :-1].mean(axis=0), xb[:, :-1].std(axis=0) + 1e-9
+    xs = np.hstack([(xb[:, :-1] - mean) / std, np.ones((len(x), 1))])
+    w = np.zeros(xs.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(xs @ w, -50, 50)))
+        w -= lr * (xs.T @ (p - y) / len(y) + l2 * np.r_[w[:-1], 0])
+    scale = w[:-1] / std  # back to raw features
+    return np.r_[scale, w[-1] - (w[:-1] * mean / std).sum()]
+
+
+def hit_at_1(groups, w: np.ndarray) -> float:
+    """Share of questions whose best-scored candidate is relevant."""
+    hits = [y[np.argmax(x @ w)] if len(x) else False for x, y in groups]
+    return float(np.mean(hits))
+
+
+def top_features(groups, w: np.ndarray):
+    """Features of each question's best candidate and whether it is relevant."""
+    xs, ys = [], []
+    for x, y in groups:
+        if len(x):
+            i = int(np.argmax(x @ w))
+            xs.append(x[i])
+            ys.append(bool(y[i]))
+        else:
+            xs.append(np.zeros(len(FEATURES)))
+            ys.append(False)
+    return np.array(xs), np.array(ys, dtype=float)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fit, report held-out figures, print the weights."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--golden", default=f"{HERE}/golden.tsv")
+    parser.add_argument("--ood", default=f"{HERE}/ood.tsv")
+    args = parser.parse_args(argv)
+    from bot.assistant import Assistant
+    from bot.config import load_config
+
+    retriever = Assistant(load_config()).load().retriever
+    assert retriever is not None
+    train = training_questions(retriever)
+    golden = [(q, set(ids), frozenset()) for q, ids in load_cases(args.golden)]
+    ood = [(q, set(), frozenset()) for q, _ in load_cases(args.ood)]
+    print(f"training questions {len(train)}, held-out {len(golden)}, out-of-domain {len(ood)}", file=sys.stderr)
+    g_train, g_gold, g_ood = collect(retriever, train), collect(retriever, golden), collect(retriever, ood)
+    g_gold_in = [g for g, (_, ids, _) in zip(g_gold, golden) if ids]
+
+    base = np.array([1.0] + [0.0] * (len(FEATURES) - 1))
+    half = len(g_train) // 2
+    w_half = fit_pairwise(g_train[::2])
+    w = fit_pairwise(g_train)
+    print(f"hit@1 dense only:   train {hit_at_1(g_train, base):.3f}  golden {hit_at_1(g_gold_in, base):.3f}")
+    print(f"hit@1 fitted on half: other half {hit_at_1(g_train[1::2], w_half):.3f}  (n={len(g_train) - half})")
+    print(f"hit@1 fitted:       train {hit_at_1(g_train, w):.3f}  golden {hit_at_1(g_gold_in, w):.3f}")
+
+    x_in, y_in = top_features(g_train, w)
+    x_out, _ = top_features(g_ood, w)
+    x = np.vstack([x_in, x_out])
+    y = np.r_[y_in, np.zeros(len(x_out))]
+    c = fit_logistic(x, y)
+    prob = lambda xx: 1 / (1 + np.exp(-(xx @ c[:-1] + c[-1])))  # noqa: E731
+    xg, yg = top_features(g_gold_in, w)
+    xo, _ = top_features([g for g, (_, ids, _) in zip(g_gold, golden) if not ids], w)
+    print(f"golden: answered-and-right {np.mean((prob(xg) >= 0.5) & (yg > 0)):.3f}, "
+          f"declined {np.mean(prob(xg) < 0.5):.3f}; out-of-domain declined {np.mean(prob(xo) < 0.5):.3f}")
+    print("RANK_WEIGHTS = (" + ", ".join(f"{v:.4g}" for v in w) + ")")
+    print("CONFIDENCE_WEIGHTS = (" + ", ".join(f"{v:.4g}" for v in c) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
