@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check:
         started = time.perf_counter()
-        kb = load_knowledge(cfg.knowledge_dirs)
+        kb = load_knowledge(cfg.knowledge_dirs, imported=[cfg.portal_dir])
         report_problems(kb)
         print(f"{len(kb.entries)} mục, {len(kb.errors)} lỗi, {len(kb.warnings)} cảnh báo "
               f"({time.perf_counter() - started:.1f} giây).")

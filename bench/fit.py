@@ -52,34 +52,32 @@ def collect(retriever: Retriever, questions):
     return groups
 
 
-def fit_pairwise(groups, l2: float = 1e-3, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
-    """Weights w so that w·x of a relevant candidate exceeds that of each irrelevant one (logistic loss)."""
+def fit_pairwise(groups, c: float = 1.0) -> np.ndarray:
+    """Weights w so that w·x of a relevant candidate exceeds that of each irrelevant one (pairwise logistic)."""
+    from sklearn.linear_model import LogisticRegression
+
     diffs = []
     for x, y in groups:
         if y.any() and (~y).any():
             pos, neg = x[y], x[~y]
             diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, x.shape[1]))
     d = np.vstack(diffs)
-    w = np.zeros(d.shape[1])
-    w[0] = 1.0
-    for _ in range(steps):
-        z = d @ w
-        grad = -(d * (1 / (1 + np.exp(np.clip(z, -50, 50))))[:, None]).mean(axis=0) + l2 * w
-        w -= lr * grad
+    scale = d.std(axis=0) + 1e-9
+    model = LogisticRegression(C=c, fit_intercept=False, max_iter=5000)
+    model.fit(np.vstack([d / scale, -d / scale]), np.r_[np.ones(len(d)), np.zeros(len(d))])
+    w = model.coef_[0] / scale
     return w / w[0]  # dense keeps weight 1: the scale is arbitrary for ranking
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 5000, lr: float = 0.5) -> np.ndarray:
-    """Plain logistic regression with an intercept (the last weight)."""
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    mean, std = xb[:, :-1].mean(axis=0), xb[:, :-1].std(axis=0) + 1e-9
-    xs = np.hstack([(xb[:, :-1] - mean) / std, np.ones((len(x), 1))])
-    w = np.zeros(xs.shape[1])
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-np.clip(xs @ w, -50, 50)))
-        w -= lr * (xs.T @ (p - y) / len(y) + l2 * np.r_[w[:-1], 0])
-    scale = w[:-1] / std  # back to raw features
-    return np.r_[scale, w[-1] - (w[:-1] * mean / std).sum()]
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Logistic regression with an intercept (the last weight), on raw features."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    model = LogisticRegression(C=c, max_iter=5000)
+    model.fit((x - mean) / std, y)
+    w = model.coef_[0] / std
+    return np.r_[w, model.intercept_[0] - (w * mean).sum()]
 
 
 def hit_at_1(groups, w: np.ndarray) -> float:
@@ -124,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     half = len(g_train) // 2
     w_half = fit_pairwise(g_train[::2])
     w = fit_pairwise(g_train)
+    for c in (0.01, 0.1, 1.0, 10.0):
+        print(f"  C={c}: fitted on half, other half {hit_at_1(g_train[1::2], fit_pairwise(g_train[::2], c)):.3f}")
     print(f"hit@1 dense only:   train {hit_at_1(g_train, base):.3f}  golden {hit_at_1(g_gold_in, base):.3f}")
     print(f"hit@1 fitted on half: other half {hit_at_1(g_train[1::2], w_half):.3f}  (n={len(g_train) - half})")
     print(f"hit@1 fitted:       train {hit_at_1(g_train, w):.3f}  golden {hit_at_1(g_gold_in, w):.3f}")

@@ -58,6 +58,11 @@ class Config:
         return [(self.base / d).resolve() for d in self.knowledge.dirs]
 
     @property
+    def portal_dir(self) -> Path:
+        """Where `index_builder.py --import-portal` writes entries imported from the national database."""
+        return self.data_dir / "portal"
+
+    @property
     def model_dir(self) -> Path:
         """Where the converted default model lives."""
         return self.data_dir / "models" / "multilingual-e5-small"

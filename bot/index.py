@@ -242,7 +242,7 @@ def build_index(
 ) -> BuildReport:
     """Validate, chunk, embed what changed, write a new index version and switch to it atomically."""
     started = time.perf_counter()
-    kb = load_knowledge(cfg.knowledge_dirs)
+    kb = load_knowledge(cfg.knowledge_dirs, imported=[cfg.portal_dir])
     if kb.errors:
         raise BuildRefused(kb)
     root = cfg.index_root

@@ -45,6 +45,7 @@ FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
         "nguon": (True, "url"),
         "ngay_kiem_tra": (True, "date"),
         "tu_khoa": (False, "list"),
+        "nhap_tu": (False, "text"),
     },
     "topic": {
         "tieu_de": (True, "text"),
@@ -194,6 +195,7 @@ class KnowledgeBase:
     hotline: Hotline | None = None
     problems: list[Problem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    shadowed: int = 0  # imported entries left out because a curated entry names the same code
 
     @property
     def errors(self) -> list[Problem]:
@@ -449,7 +451,7 @@ def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, lis
                 "đối chiếu lại với trang chính thức rồi cập nhật 'ngay_kiem_tra'", warning=True)
         elif age < 0:
             bad(lines["ngay_kiem_tra"], f"'ngay_kiem_tra' ({checked}) là ngày trong tương lai", "ghi ngày đã kiểm tra")
-    if kind == "procedure":
+    if kind == "procedure" and "nhap_tu" not in meta:  # imported official text is kept as published
         problems.extend(_district_problems(entry, rel))
     return entry, problems
 
@@ -542,9 +544,14 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None) -> KnowledgeBase:
-    """Parse and validate every knowledge file; report all problems, never stop at the first."""
-    dirs = list(dirs)
+def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None,
+                   imported: Iterable[Path] = ()) -> KnowledgeBase:
+    """Parse and validate every knowledge file; report all problems, never stop at the first.
+
+    Entries from `imported` folders (the national database import) yield to curated entries naming the same code.
+    """
+    imported = [Path(d) for d in imported]
+    dirs = list(dirs) + [d for d in imported if d.is_dir()]
     today = today or dt.date.today()
     kb = KnowledgeBase()
     where: dict[str, str] = {}
@@ -578,6 +585,11 @@ def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None) -> Knowle
             continue
         kb.entries[entry.id] = entry
         where[entry.id] = rel
+    if imported:
+        curated_codes = {c for e in kb.entries.values() if "nhap_tu" not in e.meta for c in e.codes}
+        for entry_id in [i for i, e in kb.entries.items() if "nhap_tu" in e.meta and set(e.codes) & curated_codes]:
+            del kb.entries[entry_id]
+            kb.shadowed += 1
     for entry in kb.entries.values():
         for target in entry.list("lien_quan"):
             if ID_RE.match(target) and target not in kb.entries:

@@ -23,11 +23,11 @@ DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
 RRF_K = 20
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
-FEATURES = ("dense", "coverage", "name_coverage", "phrase", "lexical")
+FEATURES = ("dense", "dense_passage", "coverage", "name_coverage", "phrase", "lexical", "faq")
 # A candidate's score is RANK_WEIGHTS · features; the probability that the top candidate answers the question is
 # a logistic function of CONFIDENCE_WEIGHTS · (features, 1). Both are fitted by `python -m bench.fit` (see there).
-RANK_WEIGHTS = (1.0, 0.05, 0.02, 0.02, 0.01)
-CONFIDENCE_WEIGHTS = (18.0, 3.5, 0.0, 0.0, 0.0, -17.5)
+RANK_WEIGHTS = (1, 1.62, 0.005336, 0.02072, 0.02208, 0.0493, 0.03082)
+CONFIDENCE_WEIGHTS = (14.74, 68.27, -0.6462, -0.2513, 1.666, 0.8133, -0.07412, -73.17)
 DECLINE_BELOW = 0.5
 
 
@@ -179,10 +179,12 @@ class Retriever:
             lexicon = self.lexicon.get(entry, frozenset())
             features = (
                 best.get(entry, (floor, -1))[0],
+                best_passage.get(entry, (floor, -1))[0],
                 weighted_coverage(own, lexicon, self.idf),
                 weighted_coverage(own, self.name_lexicon.get(entry, frozenset()), self.idf),
                 sum(1 for p in own_phrases if p in lexicon) / len(own_phrases) if own_phrases else 0.0,
                 lexical.get(entry, 0.0) / top_lexical,
+                1.0 if self.data.entries[entry]["kind"] == "faq" else 0.0,
             )
             chunk = best_passage.get(entry, best.get(entry, (0.0, -1)))[1]
             result.hits.append(Hit(entry_id=entry, score=0.0, dense=features[0], lexical=lexical.get(entry, 0.0),
@@ -199,6 +201,6 @@ class Retriever:
         del result.hits[k:]
         if result.hits:
             top = result.hits[0]
-            result.coverage = top.features[1]
+            result.coverage = top.features[FEATURES.index("coverage")]
             result.confidence = confidence(top.features, self.confidence_weights)
         return result
