@@ -26,8 +26,8 @@ LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 FEATURES = ("dense", "dense_passage", "coverage", "name_coverage", "phrase", "lexical", "faq")
 # A candidate's score is RANK_WEIGHTS · features; the probability that the top candidate answers the question is
 # a logistic function of CONFIDENCE_WEIGHTS · (features, 1). Both are fitted by `python -m bench.fit` (see there).
-RANK_WEIGHTS = (1, 1.62, 0.005336, 0.02072, 0.02208, 0.0493, 0.03082)
-CONFIDENCE_WEIGHTS = (14.74, 68.27, -0.6462, -0.2513, 1.666, 0.8133, -0.07412, -73.17)
+RANK_WEIGHTS = (1, 1.472, 0.003762, 0.01683, 0.01818, 0.04552, 0.02856)
+CONFIDENCE_WEIGHTS = (12.87, 60.99, -0.4249, -0.3497, 1.543, 1.229, -0.7925, -64.8)
 DECLINE_BELOW = 0.5
 
 
