@@ -4,6 +4,8 @@
     python index_builder.py            build (incremental: only changed text is embedded)
     python index_builder.py --check    validate the knowledge files only, in seconds, no embedding
     python index_builder.py --force    rebuild even when nothing changed
+    python index_builder.py --import-portal ../shared/data/procedures [--lists ../shared/data/procedure-lists]
+                                       import the national procedure database into <data>/portal/, then build
 
 A knowledge base with errors is refused: every problem is listed as `file:line: what — how to fix`,
 the exit code is 1, and the index already serving stays as it is.
@@ -32,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate only; do not embed or write the index")
     parser.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--import-portal", metavar="DIR", help="procedure records (<agency>/<code>.json) to import first")
+    parser.add_argument("--lists", metavar="DIR", help="the portal's XLSX procedure lists, used with --import-portal")
+    parser.add_argument("--import-only", action="store_true", help="with --import-portal: import, do not build")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -46,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(kb.entries)} mục, {len(kb.errors)} lỗi, {len(kb.warnings)} cảnh báo "
               f"({time.perf_counter() - started:.1f} giây).")
         return 1 if kb.errors else 0
+
+    if args.import_portal:
+        from pathlib import Path
+
+        from bot.portal import import_portal
+
+        report = import_portal(Path(args.import_portal), cfg.portal_dir, Path(args.lists) if args.lists else None,
+                               progress=not args.quiet and sys.stderr.isatty())
+        print(report.summary())
+        if args.import_only:
+            return 0
 
     from bot.index import BuildRefused, build_index
 

@@ -9,6 +9,7 @@ from .knowledge import Entry
 from .text import fold, has_diacritics
 
 MAX_CHARS = 800
+MAX_PIECES = 4  # of one section: long official lists are shown whole but only their start is embedded
 NAME = "Tên"
 QUESTION = "Câu hỏi"
 SUMMARY = "Tóm tắt"
@@ -91,6 +92,6 @@ def chunk_entry(entry: Entry) -> list[Chunk]:
     for piece in split_text(_strip_markdown(entry.summary)):
         chunks.append(Chunk(entry.id, SUMMARY, f"{entry.title}\n{piece}"))
     for section in entry.sections:
-        for piece in split_text(_strip_markdown(section.text)):
+        for piece in split_text(_strip_markdown(section.text))[:MAX_PIECES]:
             chunks.append(Chunk(entry.id, section.heading, f"{entry.title} — {section.heading}\n{piece}"))
     return chunks

@@ -92,14 +92,6 @@ def confidence(features: Sequence[float], weights: Sequence[float] = CONFIDENCE_
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
-def weighted_coverage(terms: Sequence[str], lexicon: frozenset[str], idf: dict[str, float]) -> float:
-    """Share of the terms' IDF weight that the lexicon contains (rare words count more)."""
-    total = sum(idf.get(t, 1.0) for t in terms)
-    if not total:
-        return 0.0
-    return sum(idf.get(t, 1.0) for t in terms if t in lexicon) / total
-
-
 class Retriever:
     """Searches one opened index with one encoder."""
 
@@ -109,17 +101,41 @@ class Retriever:
         self.encoder = encoder
         self.rank_weights = tuple(rank_weights)
         self.confidence_weights = tuple(confidence_weights)
-        self.lexicon: dict[str, frozenset[str]] = {}
-        self.name_lexicon: dict[str, frozenset[str]] = {}
-        df: dict[str, int] = {}
+        # Each entry's terms (syllables and pairs) as sorted term ids: compact for tens of thousands of entries.
+        self.vocab: dict[str, int] = {}
+        self.lexicon: dict[str, np.ndarray] = {}
+        self.name_lexicon: dict[str, np.ndarray] = {}
+        df: list[int] = []
         for entry_id, title, keywords, body in data.db.execute("select entry_id, title, keywords, body from lexical"):
-            name = frozenset(f"{title} {keywords}".split())
-            self.name_lexicon[entry_id] = name
-            self.lexicon[entry_id] = name | frozenset(body.split())
-            for term in self.lexicon[entry_id]:
-                df[term] = df.get(term, 0) + 1
+            name = self._ids(f"{title} {keywords}".split(), grow=True)
+            full = np.union1d(name, self._ids(body.split(), grow=True))
+            self.name_lexicon[entry_id], self.lexicon[entry_id] = name, full
+            df.extend([0] * (len(self.vocab) - len(df)))
+            for term in full:
+                df[term] += 1
         n = max(len(self.lexicon), 1)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        counts = np.array(df, dtype=np.float64)
+        self.idf = np.log(1 + (n - counts + 0.5) / (counts + 0.5))
+
+    def _ids(self, terms: Sequence[str], grow: bool = False) -> np.ndarray:
+        """Sorted unique term ids (unknown terms get new ids only while building the vocabulary)."""
+        ids = []
+        for term in terms:
+            i = self.vocab.get(term)
+            if i is None and grow:
+                i = self.vocab[term] = len(self.vocab)
+            if i is not None:
+                ids.append(i)
+        return np.unique(np.array(ids, dtype=np.int32))
+
+    def coverage(self, terms: Sequence[str], lexicon: np.ndarray) -> float:
+        """Share of the terms' IDF weight found in an entry's terms (rare words count more)."""
+        if not terms:
+            return 0.0
+        ids = np.array([self.vocab.get(t, -1) for t in terms], dtype=np.int64)
+        weights = np.where(ids >= 0, self.idf[np.maximum(ids, 0)], self.idf.max(initial=1.0))
+        found = np.isin(ids, lexicon)
+        return float(weights[found].sum() / weights.sum())
 
     def dense(self, text: str, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
         """Nearest chunks by cosine similarity."""
@@ -175,14 +191,16 @@ class Retriever:
                     best_passage[entry] = (score, chunk)
         lexical = {e: s for e, s in self.lexical(terms) if e not in exclude}
         top_lexical = max(lexical.values(), default=0.0) or 1.0
+        empty = np.zeros(0, dtype=np.int32)
+        phrase_ids = np.array([self.vocab.get(p, -1) for p in own_phrases], dtype=np.int64)
         for entry in dict.fromkeys(list(best) + list(lexical)):
-            lexicon = self.lexicon.get(entry, frozenset())
+            lexicon = self.lexicon.get(entry, empty)
             features = (
                 best.get(entry, (floor, -1))[0],
                 best_passage.get(entry, (floor, -1))[0],
-                weighted_coverage(own, lexicon, self.idf),
-                weighted_coverage(own, self.name_lexicon.get(entry, frozenset()), self.idf),
-                sum(1 for p in own_phrases if p in lexicon) / len(own_phrases) if own_phrases else 0.0,
+                self.coverage(own, lexicon),
+                self.coverage(own, self.name_lexicon.get(entry, empty)),
+                float(np.isin(phrase_ids, lexicon).mean()) if len(phrase_ids) else 0.0,
                 lexical.get(entry, 0.0) / top_lexical,
                 1.0 if self.data.entries[entry]["kind"] == "faq" else 0.0,
             )
