@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import subprocess

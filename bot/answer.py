@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
 from .retrieval import DECLINE_BELOW, SearchResult, content_syllables

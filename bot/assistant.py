@@ -36,7 +36,7 @@ class Assistant:
             self._encoder = load_encoder(self.cfg)
         return self._encoder
 
-    def load(self) -> "Assistant":
+    def load(self) -> Assistant:
         """Open the serving index (raises IndexUnavailable when there is none)."""
         data = open_index(self.cfg)
         retriever = Retriever(data, self.encoder)

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 from .knowledge import Entry
-from .text import fold, has_diacritics
 
 MAX_CHARS = 800
 MAX_PIECES = 4  # of one section: long official lists are shown whole but only their start is embedded
@@ -24,7 +23,6 @@ class Chunk:
     section: str
     text: str  # what is embedded (before the model's prefix)
     role: str = "passage"  # 'query' for question-like text (e5's symmetric mode), else 'passage'
-    folded: bool = False  # a diacritic-free twin, for questions typed without diacritics
 
 
 def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:
@@ -62,7 +60,7 @@ def _strip_markdown(text: str) -> str:
 def name_text(entry: Entry) -> str:
     """The entry's name as a citizen would say it: title, other names, and its field."""
     parts = [entry.title]
-    keywords = entry.list("tu_khoa")
+    keywords = entry.values("tu_khoa")
     if keywords:
         parts.append("(" + ", ".join(keywords) + ")")
     if entry.text("so_hieu"):
@@ -70,25 +68,16 @@ def name_text(entry: Entry) -> str:
     return " ".join(parts)
 
 
-FOLD_TWINS = False
-
-
-def _with_twin(chunk: Chunk) -> list[Chunk]:
-    if not FOLD_TWINS or not has_diacritics(chunk.text):
-        return [chunk]
-    return [chunk, Chunk(chunk.entry_id, chunk.section, fold(chunk.text), chunk.role, folded=True)]
-
-
 def chunk_entry(entry: Entry) -> list[Chunk]:
     """Chunks of one entry: its name (and FAQ questions) in query form, then its sections as passages."""
     chunks: list[Chunk] = []
     if entry.kind == "faq":
-        for question in entry.list("cau_hoi"):
-            chunks += _with_twin(Chunk(entry.id, QUESTION, question, role="query"))
+        for question in entry.values("cau_hoi"):
+            chunks.append(Chunk(entry.id, QUESTION, question, role="query"))
         for piece in split_text(_strip_markdown(entry.summary)):
             chunks.append(Chunk(entry.id, ANSWER, f"{entry.title}\n{piece}"))
         return chunks
-    chunks += _with_twin(Chunk(entry.id, NAME, name_text(entry), role="query"))
+    chunks.append(Chunk(entry.id, NAME, name_text(entry), role="query"))
     for piece in split_text(_strip_markdown(entry.summary)):
         chunks.append(Chunk(entry.id, SUMMARY, f"{entry.title}\n{piece}"))
     for section in entry.sections:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -61,7 +62,10 @@ class SentenceTransformerEncoder:
         except OSError as e:
             raise ModelError(f"cannot load the model '{name_or_path}': {e}") from e
         self.model_id = model_id
-        self.dim = int(self._model.get_embedding_dimension())
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ModelError(f"the model '{name_or_path}' does not declare its embedding size")
+        self.dim = int(dim)
         prompts = getattr(self._model, "prompts", {}) or {}
         self._prompts = {role: role for role in ("query", "passage") if role in prompts}
 

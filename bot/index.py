@@ -11,9 +11,9 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -90,7 +90,7 @@ class EmbeddingCache:
         self.db = sqlite_utils.Database(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         if "vectors" not in self.db.table_names():
-            self.db["vectors"].create({"key": str, "vector": bytes}, pk="key")
+            self.db.table("vectors").create({"key": str, "vector": bytes}, pk="key")
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
         """The cached vectors among these keys."""
@@ -105,7 +105,7 @@ class EmbeddingCache:
     def put_many(self, items: dict[str, np.ndarray]) -> None:
         """Store vectors (committed at once, so a crash keeps everything stored before it)."""
         with self.db.conn:
-            self.db["vectors"].insert_all(
+            self.db.table("vectors").insert_all(
                 ({"key": k, "vector": np.asarray(v, dtype=np.float32).tobytes()} for k, v in items.items()),
                 replace=True,
             )
@@ -168,7 +168,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _lexical_row(entry: Entry) -> dict[str, str]:
-    keywords = entry.list("tu_khoa") + entry.list("cau_hoi") + entry.codes + [entry.text("so_hieu")]
+    keywords = entry.values("tu_khoa") + entry.values("cau_hoi") + entry.codes + [entry.text("so_hieu")]
     body = [entry.summary] + [f"{s.heading}\n{s.text}" for s in entry.sections]
     body += [entry.text(k) for k in ("linh_vuc", "co_quan_thuc_hien", "co_quan_ban_hanh", "dia_ban")]
     return {
@@ -183,8 +183,8 @@ def corpus_texts(kb: KnowledgeBase) -> Iterator[str]:
     """Every text of the base, for learning how folded words are spelled with diacritics."""
     for entry in kb.entries.values():
         yield entry.title
-        yield from entry.list("tu_khoa")
-        yield from entry.list("cau_hoi")
+        yield from entry.values("tu_khoa")
+        yield from entry.values("cau_hoi")
         yield entry.summary
         for section in entry.sections:
             yield section.text
@@ -215,12 +215,14 @@ def make_faiss_index(vectors: np.ndarray):
     import faiss
 
     dim = vectors.shape[1]
+    index: faiss.Index
     if len(vectors) <= EXACT_SEARCH_LIMIT:
         index = faiss.IndexFlatIP(dim)
     else:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.hnsw.efSearch = 128
+        index = hnsw
     if len(vectors):
         index.add(vectors)
     return index
@@ -308,17 +310,17 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
     faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
     db = sqlite_utils.Database(folder / "meta.db")
     with db.conn:
-        db["entries"].insert_all((_entry_row(e, kb) for e in kb.entries.values()), pk="id")
-        db["chunks"].insert_all(
-            ({"id": i, "entry_id": c.entry_id, "section": c.section, "text": c.text, "role": c.role,
-              "folded": int(c.folded)} for i, c in enumerate(chunks)),
+        db.table("entries").insert_all((_entry_row(e, kb) for e in kb.entries.values()), pk="id")
+        db.table("chunks").insert_all(
+            ({"id": i, "entry_id": c.entry_id, "section": c.section, "text": c.text, "role": c.role}
+             for i, c in enumerate(chunks)),
             pk="id",
         )
-        db["lexical"].insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
-        db["restore"].insert_all(
+        db.table("lexical").insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
+        db.table("restore").insert_all(
             ({"folded": k, "spelled": v} for k, v in restoration_table(corpus_texts(kb)).items()), pk="folded"
         )
-        db["settings"].insert_all(
+        db.table("settings").insert_all(
             [
                 {"key": "synonyms", "value": json.dumps(kb.synonyms, ensure_ascii=False)},
                 {"key": "links", "value": json.dumps([asdict(link) for link in kb.links.values()], ensure_ascii=False)},
@@ -326,7 +328,7 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
             ],
             pk="key",
         )
-    db["lexical"].enable_fts(["title", "keywords", "body"], tokenize="unicode61 remove_diacritics 0 tokenchars '_.'")
+    db.table("lexical").enable_fts(["title", "keywords", "body"], tokenize="unicode61 remove_diacritics 0 tokenchars '_.'")
     db.execute("PRAGMA journal_mode=DELETE")
     db.close()
     manifest = {

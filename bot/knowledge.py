@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
@@ -127,7 +127,7 @@ class Entry:
         value = self.meta.get(key, "")
         return value if isinstance(value, str) else ", ".join(value)
 
-    def list(self, key: str) -> list[str]:
+    def values(self, key: str) -> list[str]:
         """A list field, or [] when absent."""
         value = self.meta.get(key, [])
         return [value] if isinstance(value, str) else list(value)
@@ -135,12 +135,12 @@ class Entry:
     @property
     def title(self) -> str:
         """The title shown to citizens: tieu_de, or an FAQ's first question."""
-        return self.text("tieu_de") or (self.list("cau_hoi") or [self.id])[0]
+        return self.text("tieu_de") or (self.values("cau_hoi") or [self.id])[0]
 
     @property
     def codes(self) -> list[str]:
         """Portal procedure codes (ma_thu_tuc)."""
-        return self.list("ma_thu_tuc")
+        return self.values("ma_thu_tuc")
 
     @property
     def date(self) -> str:
@@ -162,7 +162,7 @@ class Entry:
     @property
     def topics(self) -> list[str]:
         """Catalogue ids and procedure codes the entry is about (itself, its codes, an FAQ's links)."""
-        out = [self.id] + self.codes + self.list("lien_quan")
+        out = [self.id] + self.codes + self.values("lien_quan")
         return list(dict.fromkeys(out))
 
 
@@ -591,7 +591,7 @@ def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None,
             del kb.entries[entry_id]
             kb.shadowed += 1
     for entry in kb.entries.values():
-        for target in entry.list("lien_quan"):
+        for target in entry.values("lien_quan"):
             if ID_RE.match(target) and target not in kb.entries:
                 close = difflib.get_close_matches(target, list(kb.entries), n=1)
                 fix = f"có phải ý bạn là '{close[0]}'?" if close else "sửa id cho đúng, hoặc tạo mục đó"

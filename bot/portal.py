@@ -27,9 +27,11 @@ from pathlib import Path
 from .knowledge import (
     CAN_CU,
     CODE_RE,
+    DISTRICT_RE,
     DOI_TUONG,
     HO_SO,
     KET_QUA,
+    LUU_Y,
     NOI_NOP,
     PHI,
     STALE_AFTER_DAYS,
@@ -43,7 +45,7 @@ KNOWN_FIELDS = frozenset({
     "ma_thu_tuc", "detail_url", "formality_id", "ten_thu_tuc", "so_quyet_dinh", "cap_thuc_hien", "loai_thu_tuc",
     "linh_vuc", "doi_tuong_thuc_hien", "co_quan_co_tham_quyen", "dia_chi_tiep_nhan", "co_quan_duoc_uy_quyen",
     "co_quan_phoi_hop", "thu_tuc_lien_quan", "trinh_tu_thuc_hien", "cach_thuc_thuc_hien", "thanh_phan_ho_so",
-    "can_cu_phap_ly", "co_quan_thuc_hien", "yeu_cau_dieu_kien", "ket_qua_xu_ly", "detail_url", "raw_text",
+    "can_cu_phap_ly", "co_quan_thuc_hien", "yeu_cau_dieu_kien", "ket_qua_xu_ly", "raw_text",
 })
 NO_INFO = "Không có thông tin"
 ID_PREFIX = "tthc-"
@@ -96,11 +98,13 @@ _CHANNEL_RE = re.compile("|".join(CHANNELS))
 _UNITS = ("Ngày làm việc", "Ngày", "Giờ", "Tháng", "Năm", "Tuần", "Phút")
 _UNIT_RE = re.compile(r" ?(" + "|".join(_UNITS) + r")")
 _CURRENCY = r"(Việt Nam Đồng|VNĐ|VND|Đồng|đồng|USD|EUR)"
+_DONG = ("Việt Nam Đồng", "VNĐ", "VND", "Đồng", "đồng")
 _FEE_WORD_RE = re.compile(r"Miễn phí|" + NO_INFO)
 _AMOUNT_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)? ?" + _CURRENCY)
 _DIGITS_RE = re.compile(r"\d[\d,.]*")
 _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)?")
-_TEXT_TIME_RE = re.compile(rf"[{UPPER}][^\n]{{0,200}}?(?=Miễn phí|{NO_INFO}|(?:\d{{1,3}}(?:,\d{{3}})+|\d+) ?{_CURRENCY})")
+_TEXT_TIME_RE = re.compile(
+    rf"[{UPPER}][^\n]{{0,200}}?(?=Miễn phí|{NO_INFO}|(?:\d{{1,3}}(?:,\d{{3}})+|\d+) ?{_CURRENCY})")
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,12 @@ def format_fee(row: Channel) -> str:
         if m:
             currency = m.group(2)
             digits = fee[: m.start(2)].strip().replace(",", ".")
-            fee = f"{digits} {'đồng' if currency in ('Việt Nam Đồng', 'VNĐ', 'VND', 'Đồng', 'đồng') else currency}"
+            if currency not in _DONG:
+                fee = f"{digits} {currency}"
+            elif int(m.group(1).replace(",", "")) < 1000:  # the portal sometimes counts in thousands
+                fee = f"{fee} (Cổng ghi đúng số này, dưới 1.000 đồng: đối chiếu ghi chú và trang thủ tục)"
+            else:
+                fee = f"{digits} đồng"
     return f"{fee} ({row.fee_note})" if row.fee_note else fee
 
 
@@ -376,10 +385,12 @@ _PART = r"(?:[A-ZĐ]*QH\d{2}|" + "|".join(_AGENCIES) + r")"
 _DOCNUM_RE = re.compile(rf"(?<![\d/])(?<!\d\.)(?:\d{{1,3}}\.\d{{1,2}}|\d{{1,4}})/\d{{4}}/{_PART}(?:-\s?{_PART})*")
 # An all-capitals name after a number cell ('…NĐ-CPQUY ĐỊNH…', '…QH13LUẬT HÀNG KHÔNG…'): a word with a
 # Vietnamese letter no issuing-body code has, or one of the few plain title words.
-_CAPS_WORD_RE = re.compile(r"(?:QUY|BAN|CHI|TRONG)\s|[A-ZĐ]*[ÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬÈÉẺẼẸÊỀẾỂỄỆÌÍỈĨỊÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢÙÚỦŨỤƯỪỨỬỮỰỲÝỶỸỴ]")
+_CAPS_WORD_RE = re.compile(r"(?:QUY|BAN|CHI|TRONG)\s|[A-ZĐ]*"
+                           r"[ÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬÈÉẺẼẸÊỀẾỂỄỆÌÍỈĨỊÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢÙÚỦŨỤƯỪỨỬỮỰỲÝỶỸỴ]")
 _LOOSE_DOCNUM_RE = re.compile(r"\d{1,4}/\d{4}/[A-ZĐ]")
 _PREFIX_RE = re.compile(r"(?:(?:Bộ luật|BỘ LUẬT|Luật|LUẬT|Luất|Nghị định|Nghị quyết|Thông tư liên tịch|Thông tư|"
-                        r"Quyết định|Pháp lệnh|Chỉ thị|Văn bản hợp nhất)\s*(?:số\s*)?|(?:NĐ|TT|QĐ|NQ)\s+(?:số\s*)?|[Ss]ố\s*)$")
+                        r"Quyết định|Pháp lệnh|Chỉ thị|Văn bản hợp nhất)\s*(?:số\s*)?|"
+                        r"(?:NĐ|TT|QĐ|NQ)\s+(?:số\s*)?|[Ss]ố\s*)$")
 
 
 @dataclass(frozen=True)
@@ -516,7 +527,7 @@ def parse_results(text: str) -> tuple[list[str], str]:
     m = re.search(r"Từ khóa(.*?)Mô tả(.*)$", text, re.S)
     if not m or "Mã:" not in text[: m.start()]:
         return [], ""
-    names = [one_line(n).strip() for n in _RESULT_CODE_RE.split(text[: m.start()])]
+    names = [re.sub(r"^(?:[-+*–•]\s*)+", "", one_line(n)) for n in _RESULT_CODE_RE.split(text[: m.start()])]
     names = [n for n in names if n.strip(". ")]
     description = clean(m.group(2))
     return names, "" if no_info(description) else description
@@ -626,12 +637,19 @@ class Stats:
     repaired: int = 0
     bodies_from_lists: int = 0
     no_body: int = 0
+    district: int = 0
     raw_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def example(self, kind: str, rel: str) -> None:
         examples = self.raw_examples.setdefault(kind, [])
         if len(examples) < 5:
             examples.append(rel)
+
+
+# Official records published before the 2025 reform may still name district bodies: say so next to them.
+DISTRICT_NOTE = ("Bản ghi trên Cổng Dịch vụ công quốc gia còn nhắc cơ quan cấp huyện. Từ ngày 01/7/2025 chính quyền "
+                 "địa phương chỉ còn hai cấp (tỉnh và xã), không còn cấp huyện: hãy xem nơi tiếp nhận hiện nay trên "
+                 "trang thủ tục hoặc hỏi Ủy ban nhân dân cấp xã nơi cư trú.")
 
 
 def _no_info_line(url: str) -> str:
@@ -649,7 +667,8 @@ def _render_channels(rows: list[Channel], body: str | None, url: str, record: di
     online = any(r.channel == "Trực tuyến" for r in rows) if rows else bool(re.search(r"Trực tuyến(?=\d|[A-ZĐ])", raw))
     where: list[str] = []
     if rows:
-        where.append(f"Hình thức nộp theo Cổng Dịch vụ công quốc gia: {_channel_list(r.channel for r in rows).lower()}.")
+        channels = _channel_list(r.channel for r in rows).lower()
+        where.append(f"Hình thức nộp theo Cổng Dịch vụ công quốc gia: {channels}.")
     address = clean(record.get("dia_chi_tiep_nhan", ""))
     if address and not no_info(address):
         where.append(f"Địa chỉ tiếp nhận hồ sơ: {address}")
@@ -682,6 +701,8 @@ def _render_channels(rows: list[Channel], body: str | None, url: str, record: di
     channels_seen = [r.channel for r in rows]
     if len(set(channels_seen)) < len(channels_seen):
         timing += "\n\nMột hình thức nộp có nhiều dòng (theo từng trường hợp): xem mô tả ở mục Nơi nộp, cách thức."
+    if any(r.sure and r.description and not no_info(r.description) for r in rows):
+        timing += "\n\nMô tả của từng hình thức nộp trên Cổng: xem mục Nơi nộp, cách thức."
     fees = "Theo Cổng Dịch vụ công quốc gia:\n\n" + grouped(raw_or(format_fee))
     descriptions: dict[str, list[str]] = {}
     for r in rows:
@@ -703,6 +724,8 @@ def _online_text(online: bool, url: str) -> str:
 def _render_documents(text: str, url: str, stats: Stats, rel: str) -> str:
     groups = parse_documents(text)
     if not groups:
+        if no_info(text) or re.fullmatch(r"KQ[.\-][\w.\-]+", one_line(text)):  # a stray result code
+            return _no_info_line(url)
         if no_info(text):
             return _no_info_line(url)
         stats.documents_raw += 1
@@ -763,8 +786,11 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
         agency = "Cổng Dịch vụ công quốc gia không ghi cơ quan thực hiện"
         stats.no_body += 1
 
-    rows = parse_channels(record.get("cach_thuc_thuc_hien", ""))
-    body = channel_body(record.get("cach_thuc_thuc_hien", ""))
+    how = record.get("cach_thuc_thuc_hien", "")
+    rows = parse_channels(how)
+    body = channel_body(how)
+    if body is None and not no_info(how):
+        body = how  # no table header: all of it is raw text
     if rows and all(r.sure for r in rows):
         stats.channels_split += 1
     elif rows:
@@ -803,6 +829,10 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
         if result_note:
             text = (text + "\n\n" if text else "") + f"Mô tả trên Cổng: {result_note}"
         sections.append((KET_QUA, text))
+    published = "\n".join([agency, level] + [text for _, text in sections])
+    if DISTRICT_RE.search(published):
+        sections.append((LUU_Y, DISTRICT_NOTE))
+        stats.district += 1
 
     meta = [
         ("id", entry_id(code)),
@@ -825,6 +855,40 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
 # --------------------------------------------------------------------------- lists
 
 
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):  # a code typed as a number: 1.00119 is 1.001190
+        return f"{value:.6f}"
+    return str(value)
+
+
+def _sheet_rows(ws, source: str) -> tuple[list[ListRow], bool]:  # type: ignore[no-untyped-def]
+    """The procedures in one worksheet, and whether it had the header row ('Mã số', 'Tên', …)."""
+    columns: dict[str, int] = {}
+    out: list[ListRow] = []
+    for values in ws.iter_rows(values_only=True):
+        raw = [_cell_text(v) for v in values]
+        cells = [one_line(v) for v in raw]
+        if not columns:
+            if "Mã số" in cells:
+                columns = {c: i for i, c in enumerate(cells) if c}
+            continue
+
+        def cell(name: str, cells: list[str] = cells, columns: dict[str, int] = columns) -> str:
+            i = columns.get(name)
+            return cells[i] if i is not None and i < len(cells) else ""
+
+        code = cell("Mã số")
+        if not CODE_RE.match(code):
+            continue
+        i = columns.get("Cơ quan thực hiện")
+        lines = raw[i].split("\n") if i is not None and i < len(raw) else []
+        bodies = ", ".join(one_line(b) for b in lines if b.strip())
+        out.append(ListRow(code, cell("Tên"), cell("Cơ quan ban hành"), bodies, cell("Lĩnh vực"), source))
+    return out, bool(columns)
+
+
 def read_lists(path: Path) -> tuple[dict[str, ListRow], list[str]]:
     """Procedures in the official XLSX lists (a folder of *.xlsx or one file), with problems found."""
     import openpyxl
@@ -840,26 +904,10 @@ def read_lists(path: Path) -> tuple[dict[str, ListRow], list[str]]:
             continue
         try:
             for ws in wb.worksheets:
-                columns: dict[str, int] = {}
-                for values in ws.iter_rows(values_only=True):
-                    cells = ["" if v is None else one_line(str(v)) for v in values]
-                    if not columns:
-                        if "Mã số" in cells:
-                            columns = {c: i for i, c in enumerate(cells) if c}
-                        continue
-
-                    def cell(name: str, cells: list[str] = cells) -> str:
-                        i = columns.get(name)
-                        return cells[i] if i is not None and i < len(cells) else ""
-
-                    code = cell("Mã số")
-                    if not CODE_RE.match(code):
-                        continue
-                    bodies = ", ".join(one_line(b) for b in str(values[columns["Cơ quan thực hiện"]] or "").split("\n")
-                                       if b.strip()) if "Cơ quan thực hiện" in columns else ""
-                    rows.setdefault(code, ListRow(code, cell("Tên"), cell("Cơ quan ban hành"), bodies,
-                                                  cell("Lĩnh vực"), f.name))
-                if not columns:
+                found, has_header = _sheet_rows(ws, f.name)
+                for row in found:
+                    rows.setdefault(row.code, row)
+                if not has_header:
                     problems.append(f"{f.name}: trang '{ws.title}' không có dòng tiêu đề 'Mã số'")
         finally:
             wb.close()
@@ -903,10 +951,17 @@ class ImportReport:
         ]
         if s.repaired:
             lines.append(f"{s.repaired} bản ghi bị lệch trường khi thu thập đã được sửa theo raw_text.")
+        if s.district:
+            lines.append(f"{s.district} bản ghi còn nhắc cơ quan cấp huyện: đã thêm lưu ý về chính quyền hai cấp.")
         if s.bodies_from_lists or s.no_body:
-            lines.append(f"Cơ quan thực hiện lấy từ danh sách XLSX: {s.bodies_from_lists}; không có ở đâu: {s.no_body}.")
+            lines.append(f"Cơ quan thực hiện lấy từ danh sách XLSX: {s.bodies_from_lists}; "
+                         f"không có ở đâu: {s.no_body}.")
         if self.missing_from_records:
             lines.append(f"{self.missing_from_records} mã có trong danh sách XLSX nhưng không có bản ghi.")
+        for kind, label in (("channels_partly", "cách thức tách một phần"), ("channels", "cách thức nguyên văn"),
+                            ("documents", "hồ sơ còn phần nguyên văn"), ("legal", "căn cứ pháp lý nguyên văn")):
+            if s.raw_examples.get(kind):
+                lines.append(f"Ví dụ {label}: {', '.join(s.raw_examples[kind])}")
         lines += self.list_problems
         lines += self.bad_records
         return "\n".join(lines)
@@ -945,6 +1000,15 @@ def check_record(data: object, rel: str) -> tuple[dict[str, str] | None, str]:
     return record, ""
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def _write_if_changed(path: Path, text: str, today: dt.date) -> bool:
     """Write `text` unless the file already holds it (a different check date alone does not count, until the
     old date is REFRESH_AFTER_DAYS old). Writes through a temporary file and os.replace."""
@@ -970,6 +1034,7 @@ def _write_if_changed(path: Path, text: str, today: dt.date) -> bool:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; entries are read by the bot and the index builder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -1002,7 +1067,7 @@ def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.da
     listed: dict[str, ListRow] = {}
     if lists is not None:
         listed, report.list_problems = read_lists(Path(lists))
-    files = sorted(src.glob("*/*.json"))
+    files = sorted(p for p in src.glob("*/*.json") if not p.parent.name.startswith("."))
     out_dir = dest / FOLDER
     produced: set[str] = set()
     keep: set[str] = set()  # entries of records that are bad this time: left as they were
@@ -1024,7 +1089,7 @@ def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.da
                 keep.add(stem_id)
 
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            data = json.loads(path.read_bytes().decode("utf-8-sig"))
         except UnicodeDecodeError:
             bad("tệp không phải UTF-8")
             continue

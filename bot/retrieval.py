@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
+from .chunks import NAME, QUESTION
 from .index import IndexData
 from .text import bigrams, clean, normalize, restore_diacritics, syllables
 
@@ -21,7 +22,6 @@ STOPWORDS = frozenset(
 )
 DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
-RRF_K = 20
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 FEATURES = ("dense", "dense_passage", "coverage", "name_coverage", "phrase", "lexical", "faq")
 # A candidate's score is RANK_WEIGHTS · features; the probability that the top candidate answers the question is
@@ -75,15 +75,6 @@ def fts_query(terms: Sequence[str]) -> str:
     """An FTS5 query matching any of the terms (FTS5 matches all words by default, too strict for questions)."""
     unique = list(dict.fromkeys(t for t in terms if re.fullmatch(r"[0-9a-z._]+", t)))
     return " OR ".join(f'"{t}"' for t in unique)
-
-
-def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = RRF_K) -> dict[str, float]:
-    """Weighted reciprocal-rank fusion of several rankings of ids."""
-    scores: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights):
-        for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank + 1)
-    return scores
 
 
 def confidence(features: Sequence[float], weights: Sequence[float] = CONFIDENCE_WEIGHTS) -> float:
@@ -186,7 +177,7 @@ class Retriever:
                 continue
             if entry not in best or score > best[entry][0]:
                 best[entry] = (score, chunk)
-            if self.data.chunk_section[chunk] not in ("Tên", "Câu hỏi"):
+            if self.data.chunk_section[chunk] not in (NAME, QUESTION):
                 if entry not in best_passage or score > best_passage[entry][0]:
                     best_passage[entry] = (score, chunk)
         lexical = {e: s for e, s in self.lexical(terms) if e not in exclude}

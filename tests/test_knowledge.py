@@ -138,7 +138,7 @@ def test_shipped_base_is_clean():
     kb = load_knowledge([ROOT / "knowledge"])
     assert not kb.errors, "\n".join(map(str, kb.errors))
     faqs = [e for e in kb.entries.values() if e.kind == "faq"]
-    assert all(e.list("lien_quan") for e in faqs)
+    assert all(e.values("lien_quan") for e in faqs)
 
 
 def test_shipped_base_names_no_district_body_as_todays_place():
