@@ -100,11 +100,19 @@ def top_features(groups, w: np.ndarray):
     return np.array(xs), np.array(ys, dtype=float)
 
 
+def hit_at_3(groups, w: np.ndarray) -> float:
+    """Share of questions with a relevant candidate among the three best-scored."""
+    hits = [bool(y[np.argsort(-(x @ w))[:3]].any()) if len(x) else False for x, y in groups]
+    return float(np.mean(hits))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Fit, report held-out figures, print the weights."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--golden", default=f"{HERE}/golden.tsv")
     parser.add_argument("--ood", default=f"{HERE}/ood.tsv")
+    parser.add_argument("--portal-dev", help="portal FAQ questions: every other one is used for fitting, "
+                        "the rest only for checking")
     args = parser.parse_args(argv)
     from bot.assistant import Assistant
     from bot.config import load_config
@@ -113,31 +121,34 @@ def main(argv: list[str] | None = None) -> int:
     assert retriever is not None
     train = training_questions(retriever)
     golden = [(q, set(ids), frozenset()) for q, ids in load_cases(args.golden)]
+    held = {"golden": [c for c in golden if c[1]]}
+    if args.portal_dev:
+        portal = [(q, set(ids), frozenset()) for q, ids in load_cases(args.portal_dev)]
+        train += portal[::2]
+        held["portal-dev, held-out half"] = portal[1::2]
     ood = [(q, set(), frozenset()) for q, _ in load_cases(args.ood)]
-    print(f"training questions {len(train)}, held-out {len(golden)}, out-of-domain {len(ood)}", file=sys.stderr)
-    g_train, g_gold, g_ood = collect(retriever, train), collect(retriever, golden), collect(retriever, ood)
-    g_gold_in = [g for g, (_, ids, _) in zip(g_gold, golden) if ids]
+    print(f"training questions {len(train)}, out-of-domain {len(ood)}", file=sys.stderr)
+    g_train, g_ood = collect(retriever, train), collect(retriever, ood)
+    g_held = {name: collect(retriever, cases) for name, cases in held.items()}
+    g_golden_out = collect(retriever, [c for c in golden if not c[1]])
 
     base = np.array([1.0] + [0.0] * (len(FEATURES) - 1))
-    half = len(g_train) // 2
-    w_half = fit_pairwise(g_train[::2])
     w = fit_pairwise(g_train)
-    for c in (0.01, 0.1, 1.0, 10.0):
-        print(f"  C={c}: fitted on half, other half {hit_at_1(g_train[1::2], fit_pairwise(g_train[::2], c)):.3f}")
-    print(f"hit@1 dense only:   train {hit_at_1(g_train, base):.3f}  golden {hit_at_1(g_gold_in, base):.3f}")
-    print(f"hit@1 fitted on half: other half {hit_at_1(g_train[1::2], w_half):.3f}  (n={len(g_train) - half})")
-    print(f"hit@1 fitted:       train {hit_at_1(g_train, w):.3f}  golden {hit_at_1(g_gold_in, w):.3f}")
+    print(f"{'questions':32} {'dense only hit@1/@3':>20} {'fitted hit@1/@3':>18}")
+    for name, groups in [("training (FAQ leave-one-out…)", g_train), *g_held.items()]:
+        print(f"{name:32} {hit_at_1(groups, base):>12.3f} {hit_at_3(groups, base):.3f} "
+              f"{hit_at_1(groups, w):>12.3f} {hit_at_3(groups, w):.3f}")
 
     x_in, y_in = top_features(g_train, w)
     x_out, _ = top_features(g_ood, w)
-    x = np.vstack([x_in, x_out])
-    y = np.r_[y_in, np.zeros(len(x_out))]
-    c = fit_logistic(x, y)
+    c = fit_logistic(np.vstack([x_in, x_out]), np.r_[y_in, np.zeros(len(x_out))])
     prob = lambda xx: 1 / (1 + np.exp(-(xx @ c[:-1] + c[-1])))  # noqa: E731
-    xg, yg = top_features(g_gold_in, w)
-    xo, _ = top_features([g for g, (_, ids, _) in zip(g_gold, golden) if not ids], w)
-    print(f"golden: answered-and-right {np.mean((prob(xg) >= 0.5) & (yg > 0)):.3f}, "
-          f"declined {np.mean(prob(xg) < 0.5):.3f}; out-of-domain declined {np.mean(prob(xo) < 0.5):.3f}")
+    for name, groups in g_held.items():
+        xs, ys = top_features(groups, w)
+        print(f"{name}: answered and right {np.mean((prob(xs) >= 0.5) & (ys > 0)):.3f}, "
+              f"declined {np.mean(prob(xs) < 0.5):.3f}")
+    xo, _ = top_features(g_golden_out, w)
+    print(f"golden out-of-domain declined {np.mean(prob(xo) < 0.5):.3f}")
     print("RANK_WEIGHTS = (" + ", ".join(f"{v:.4g}" for v in w) + ")")
     print("CONFIDENCE_WEIGHTS = (" + ", ".join(f"{v:.4g}" for v in c) + ")")
     return 0

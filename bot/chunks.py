@@ -9,6 +9,9 @@ from .knowledge import Entry
 
 MAX_CHARS = 800
 MAX_PIECES = 4  # of one section: long official lists are shown whole but only their start is embedded
+IMPORTED_PIECES = 2
+# Sections of imported records that are generated boilerplate (same wording everywhere): searched, not embedded.
+IMPORTED_UNEMBEDDED = frozenset({"Thời hạn giải quyết", "Phí, lệ phí", "Nộp trực tuyến"})
 NAME = "Tên"
 QUESTION = "Câu hỏi"
 SUMMARY = "Tóm tắt"
@@ -80,7 +83,10 @@ def chunk_entry(entry: Entry) -> list[Chunk]:
     chunks.append(Chunk(entry.id, NAME, name_text(entry), role="query"))
     for piece in split_text(_strip_markdown(entry.summary)):
         chunks.append(Chunk(entry.id, SUMMARY, f"{entry.title}\n{piece}"))
+    imported = "nhap_tu" in entry.meta
     for section in entry.sections:
-        for piece in split_text(_strip_markdown(section.text))[:MAX_PIECES]:
+        if imported and section.heading in IMPORTED_UNEMBEDDED:
+            continue
+        for piece in split_text(_strip_markdown(section.text))[: IMPORTED_PIECES if imported else MAX_PIECES]:
             chunks.append(Chunk(entry.id, section.heading, f"{entry.title} — {section.heading}\n{piece}"))
     return chunks

@@ -25,6 +25,7 @@ from .text import lexical_form, normalize, restoration_table
 
 FORMAT = 3  # bump when the layout of a built index changes
 CURRENT = "CURRENT"
+EMBED_BATCH = 64  # chunks embedded (and cached) at a time
 EXACT_SEARCH_LIMIT = 200_000  # chunks; above this an HNSW graph replaces exhaustive search
 _CODE_FILES = ("chunks.py", "index.py", "text.py", "knowledge.py")
 
@@ -180,9 +181,12 @@ def _lexical_row(entry: Entry) -> dict[str, str]:
 
 
 def corpus_texts(kb: KnowledgeBase) -> Iterator[str]:
-    """Every text of the base, for learning how folded words are spelled with diacritics."""
+    """Texts for learning how folded words are spelled: all curated text, and the names of imported records."""
     for entry in kb.entries.values():
         yield entry.title
+        if "nhap_tu" in entry.meta:  # thousands of official records: their names carry the vocabulary
+            yield entry.text("linh_vuc")
+            continue
         yield from entry.values("tu_khoa")
         yield from entry.values("cau_hoi")
         yield entry.summary
@@ -280,8 +284,8 @@ def build_index(
                 with _progress(len(missing), progress) as bar:
                     for role in ("query", "passage"):
                         todo = [i for i in missing if chunks[i].role == role]
-                        for start in range(0, len(todo), 64):
-                            batch = todo[start : start + 64]
+                        for start in range(0, len(todo), EMBED_BATCH):
+                            batch = todo[start : start + EMBED_BATCH]
                             vectors = encoder.encode([texts[i] for i in batch], role=role)  # type: ignore[attr-defined]
                             cache.put_many({keys[i]: v for i, v in zip(batch, vectors)})
                             found.update({keys[i]: v for i, v in zip(batch, vectors)})

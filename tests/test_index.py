@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from bot import index
 from bot.assistant import Assistant
 from bot.index import (
     CURRENT,
@@ -81,11 +82,13 @@ def test_broken_base_is_refused_and_the_old_index_keeps_serving(small_index, kb_
     assert not answer.declined and answer.sources[0].id == "dang-ky-khai-sinh"
 
 
-def test_crash_in_the_middle_leaves_the_old_index_and_keeps_finished_work(small_index, kb_copy, encoder):
+def test_crash_in_the_middle_leaves_the_old_index_and_keeps_finished_work(small_index, kb_copy, encoder,
+                                                                            monkeypatch):
     before = current_version(small_index.index_root)
-    for name in ("dang-ky-ket-hon", "dang-ky-khai-sinh", "cap-the-can-cuoc"):  # > 64 new chunks: two batches
+    monkeypatch.setattr(index, "EMBED_BATCH", 4)  # several batches from a few new sections
+    for name in ("dang-ky-ket-hon", "dang-ky-khai-sinh", "cap-the-can-cuoc"):
         path = kb_copy / f"thu-tuc/{name}.md"
-        notes = "\n".join(f"- Ghi chú mới số {i} về {name}, đủ dài để thành một đoạn riêng. " * 12 for i in range(30))
+        notes = "\n".join(f"- Ghi chú mới số {i} về {name}, đủ dài để thành một đoạn riêng. " * 12 for i in range(4))
         path.write_text(path.read_text(encoding="utf-8") + "\n## Lưu ý\n\n" + notes, encoding="utf-8")
     crashing = CrashingEncoder(encoder)
     with pytest.raises(KeyboardInterrupt):
