@@ -490,13 +490,14 @@ def parse_links(path: Path, rel: str) -> tuple[dict[str, Link], Hotline | None, 
     """Read the official links file and the hotline."""
     problems: list[Problem] = []
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.BaseLoader)
+        data = yaml.load(text, Loader=yaml.BaseLoader)
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         mark = getattr(e, "problem_mark", None)
         return {}, None, [Problem(rel, mark.line + 1 if mark else 0, f"không đọc được tệp ({e})".split("\n")[0],
                                   "kiểm tra cú pháp YAML: thụt lề bằng dấu cách")]
-    data = yaml.load(yaml.serialize(node), Loader=yaml.BaseLoader) if node else {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         return {}, None, [Problem(rel, 1, "tệp phải có 'duong_day_nong' và 'lien_ket'")]
     hotline = None
     hl = data.get("duong_day_nong")
@@ -504,22 +505,19 @@ def parse_links(path: Path, rel: str) -> tuple[dict[str, Link], Hotline | None, 
         hotline = Hotline(hl.get("ten", "Đường dây nóng"), hl["so"], hl.get("url", ""))
     else:
         problems.append(Problem(rel, 1, "thiếu 'duong_day_nong' với 'so'", "ghi số đường dây nóng chính thức"))
-    links: dict[str, Link] = {}
     items = data.get("lien_ket") or []
-    marks = [item.start_mark.line + 1 for k, v in node.value if k.value == "lien_ket" for item in v.value] \
-        if isinstance(node, yaml.MappingNode) else []
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        line = marks[i] if i < len(marks) else 1
+    items_node = next((v for k, v in node.value if k.value == "lien_ket"), None)
+    lines = [i.start_mark.line + 1 for i in items_node.value] if isinstance(items_node, yaml.SequenceNode) else []
+    links: dict[str, Link] = {}
+    for item, line in zip(items if isinstance(items, list) else [], lines):
         if not isinstance(item, dict) or not all(item.get(k) for k in ("id", "ten", "url")):
             problems.append(Problem(rel, line, "mỗi liên kết cần 'id', 'ten' và 'url'", "bổ sung trường còn thiếu"))
-            continue
-        if not URL_RE.match(item["url"]):
+        elif not URL_RE.match(item["url"]):
             problems.append(Problem(rel, line, f"'url' không hợp lệ: '{item['url']}'", "dán đường dẫn đầy đủ"))
-            continue
-        if item["id"] in links:
+        elif item["id"] in links:
             problems.append(Problem(rel, line, f"liên kết '{item['id']}' bị trùng", "đổi id hoặc xóa một mục"))
-            continue
-        links[item["id"]] = Link(item["id"], item["ten"], item["url"], item.get("mac_dinh", "") in ("co", "có"))
+        else:
+            links[item["id"]] = Link(item["id"], item["ten"], item["url"], item.get("mac_dinh", "") in ("co", "có"))
     return links, hotline, problems
 
 

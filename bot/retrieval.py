@@ -23,12 +23,37 @@ STOPWORDS = frozenset(
 DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
-FEATURES = ("dense", "dense_passage", "coverage", "name_coverage", "phrase", "lexical", "faq")
-# A candidate's score is RANK_WEIGHTS · features; the probability that the top candidate answers the question is
-# a logistic function of CONFIDENCE_WEIGHTS · (features, 1). Both are fitted by `python -m bench.fit` (see there).
-RANK_WEIGHTS = (1, 1.472, 0.003762, 0.01683, 0.01818, 0.04552, 0.02856)
-CONFIDENCE_WEIGHTS = (12.87, 60.99, -0.4249, -0.3497, 1.543, 1.229, -0.7925, -64.8)
+FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase", "lexical", "faq",
+            "name_in_question", "name_phrase_in_question", "imported", "variant")
+# A candidate's score is its rank weights · features; the probability that the top candidate answers the question
+# is a logistic function of the confidence weights · (features, 1). Two profiles, fitted by `python -m bench.fit`
+# (see there): "curated" for the knowledge base alone, "national" when it includes the national database import,
+# whose thousands of near-duplicate official procedures call for different weights.
+PROFILES = {
+    "curated": (
+        (1, 1.472, 0, 0.003762, 0.01683, 0.01818, 0.04552, 0.02856, 0, 0, 0, 0),
+        (12.87, 60.99, 0, -0.4249, -0.3497, 1.543, 1.229, -0.7925, 0, 0, 0, 0, -64.8),
+    ),
+    "national": (
+        (1, 4.022, -0.16, 0.04376, 0.1168, 0.1282, 0.04552, -0.2214, 0.01, 0.04, -0.14, 0.01),
+        (-7.58, 50.61, 30.44, 1.735, -0.8395, 2.284, 0.5015, -3.73, 1.274, 0.2061, -4.15, -0.2152, -63.98),
+    ),
+}
 DECLINE_BELOW = 0.5
+# Words that tell apart the variants of one procedure (cấp / cấp lại / gia hạn / điều chỉnh…), folded.
+VARIANTS = ("cap lai", "cap doi", "gia han", "dieu chinh", "sua doi", "bo sung", "thay doi", "thu hoi", "chuyen doi",
+            "cong nhan", "dang ky lai", "xoa dang ky", "tam dung", "cham dut", "giai the", "nuoc ngoai", "lan dau",
+            "dinh chi", "huy bo", "xac nhan", "phe duyet", "tham dinh")
+
+
+def variant_agreement(question: str, name: str) -> float:
+    """+1 for each variant word both name, −1 for each only the entry's name has, −0.5 for each only the question has."""
+    q, n = f" {question} ", f" {name} "
+    score = 0.0
+    for v in VARIANTS:
+        in_q, in_n = f" {v} " in q, f" {v} " in n
+        score += 1.0 if in_q and in_n else -1.0 if in_n else -0.5 if in_q else 0.0
+    return score
 
 
 @dataclass
@@ -77,7 +102,7 @@ def fts_query(terms: Sequence[str]) -> str:
     return " OR ".join(f'"{t}"' for t in unique)
 
 
-def confidence(features: Sequence[float], weights: Sequence[float] = CONFIDENCE_WEIGHTS) -> float:
+def confidence(features: Sequence[float], weights: Sequence[float]) -> float:
     """Calibrated probability that the top entry answers the question."""
     z = sum(w * f for w, f in zip(weights, features)) + weights[-1]
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
@@ -86,27 +111,41 @@ def confidence(features: Sequence[float], weights: Sequence[float] = CONFIDENCE_
 class Retriever:
     """Searches one opened index with one encoder."""
 
-    def __init__(self, data: IndexData, encoder, rank_weights: Sequence[float] = RANK_WEIGHTS,
-                 confidence_weights: Sequence[float] = CONFIDENCE_WEIGHTS):
+    def __init__(self, data: IndexData, encoder, profile: str | None = None):
         self.data = data
         self.encoder = encoder
-        self.rank_weights = tuple(rank_weights)
-        self.confidence_weights = tuple(confidence_weights)
+        self.imported = {e for e, row in data.entries.items() if "nhap_tu" in (row["meta"] or {})}
+        self.profile = profile or ("national" if self.imported else "curated")
+        self.rank_weights, self.confidence_weights = PROFILES[self.profile]
         # Each entry's terms (syllables and pairs) as sorted term ids: compact for tens of thousands of entries.
         self.vocab: dict[str, int] = {}
         self.lexicon: dict[str, np.ndarray] = {}
         self.name_lexicon: dict[str, np.ndarray] = {}
+        self.title_terms: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (syllables, telling pairs) of the title
         df: list[int] = []
         for entry_id, title, keywords, body in data.db.execute("select entry_id, title, keywords, body from lexical"):
             name = self._ids(f"{title} {keywords}".split(), grow=True)
             full = np.union1d(name, self._ids(body.split(), grow=True))
             self.name_lexicon[entry_id], self.lexicon[entry_id] = name, full
+            words = title.split()
+            self.title_terms[entry_id] = (
+                self._ids([w for w in words if "_" not in w]),
+                self._ids([w for w in words if "_" in w and not all(p in STOPWORDS for p in w.split("_"))]),
+            )
             df.extend([0] * (len(self.vocab) - len(df)))
             for term in full:
                 df[term] += 1
         n = max(len(self.lexicon), 1)
         counts = np.array(df, dtype=np.float64)
         self.idf = np.log(1 + (n - counts + 0.5) / (counts + 0.5))
+        # Chunk vectors, to score every candidate exactly (not only those among the nearest chunks).
+        index = data.faiss_index
+        self.vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 1), np.float32)  # type: ignore[attr-defined]
+        self.folded_titles = {e: " ".join(syllables(row["title"])) for e, row in data.entries.items()}
+        names = {NAME, QUESTION}
+        self.entry_chunks: dict[str, tuple[list[int], list[int]]] = {}  # (name-like chunks, passages)
+        for i, (entry, section) in enumerate(zip(data.chunk_entry, data.chunk_section)):
+            self.entry_chunks.setdefault(entry, ([], []))[0 if section in names else 1].append(i)
 
     def _ids(self, terms: Sequence[str], grow: bool = False) -> np.ndarray:
         """Sorted unique term ids (unknown terms get new ids only while building the vocabulary)."""
@@ -129,12 +168,16 @@ class Retriever:
         return float(weights[found].sum() / weights.sum())
 
     def dense(self, text: str, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
-        """Nearest chunks by cosine similarity."""
-        vector = self.encoder.encode([text], role="query")
+        """Nearest chunks to a question by cosine similarity."""
+        return self.dense_vector(self.encoder.encode([text], role="query")[0], k)
+
+    def dense_vector(self, vector: np.ndarray, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
+        """Nearest chunks to an encoded question."""
         k = min(k, self.data.faiss_index.ntotal)  # type: ignore[attr-defined]
         if k == 0:
             return []
-        scores, ids = self.data.faiss_index.search(np.ascontiguousarray(vector, dtype=np.float32), k)  # type: ignore[attr-defined]
+        query = np.ascontiguousarray(vector[None, :], dtype=np.float32)
+        scores, ids = self.data.faiss_index.search(query, k)  # type: ignore[attr-defined]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def lexical(self, terms: Sequence[str], k: int = LEXICAL_CANDIDATES) -> list[tuple[str, float]]:
@@ -167,35 +210,40 @@ class Retriever:
         for expansion in result.expansions:
             terms += content_syllables(expansion) + bigrams(syllables(expansion))
 
-        best: dict[str, tuple[float, int]] = {}
-        best_passage: dict[str, tuple[float, int]] = {}
-        floor = 0.0
-        for chunk, score in self.dense(dense_text):
-            entry = self.data.chunk_entry[chunk]
-            floor = score  # results come best first: the last one bounds every entry not found
-            if entry in exclude:
-                continue
-            if entry not in best or score > best[entry][0]:
-                best[entry] = (score, chunk)
-            if self.data.chunk_section[chunk] not in (NAME, QUESTION):
-                if entry not in best_passage or score > best_passage[entry][0]:
-                    best_passage[entry] = (score, chunk)
-        lexical = {e: s for e, s in self.lexical(terms) if e not in exclude}
+        vector = self.encoder.encode([dense_text], role="query")[0]
+        nearest = self.dense_vector(vector)
+        lexical = {e: sc for e, sc in self.lexical(terms) if e not in exclude}
+        entries = [e for e in dict.fromkeys([self.data.chunk_entry[c] for c, _ in nearest] + list(lexical))
+                   if e not in exclude]
         top_lexical = max(lexical.values(), default=0.0) or 1.0
         empty = np.zeros(0, dtype=np.int32)
         phrase_ids = np.array([self.vocab.get(p, -1) for p in own_phrases], dtype=np.int64)
-        for entry in dict.fromkeys(list(best) + list(lexical)):
+        asked = self._ids(syllables(question) + bigrams(syllables(question)))
+        folded_question = " ".join(syllables(question))
+        for entry in entries:
+            name_chunks, passages = self.entry_chunks.get(entry, ([], []))
+            name_scores = self.vectors[name_chunks] @ vector if name_chunks else np.zeros(0)
+            passage_scores = self.vectors[passages] @ vector if passages else np.zeros(0)
+            dense_name = float(name_scores.max(initial=0.0))
+            dense_passage = float(passage_scores.max(initial=0.0))
             lexicon = self.lexicon.get(entry, empty)
+            title_words, title_pairs = self.title_terms.get(entry, (empty, empty))
+            title_weight = self.idf[title_words].sum()
             features = (
-                best.get(entry, (floor, -1))[0],
-                best_passage.get(entry, (floor, -1))[0],
+                max(dense_name, dense_passage),
+                dense_passage,
+                dense_name,
                 self.coverage(own, lexicon),
                 self.coverage(own, self.name_lexicon.get(entry, empty)),
                 float(np.isin(phrase_ids, lexicon).mean()) if len(phrase_ids) else 0.0,
                 lexical.get(entry, 0.0) / top_lexical,
                 1.0 if self.data.entries[entry]["kind"] == "faq" else 0.0,
+                float(self.idf[title_words[np.isin(title_words, asked)]].sum() / title_weight) if title_weight else 0.0,
+                float(np.isin(title_pairs, asked).mean()) if len(title_pairs) else 0.0,
+                1.0 if entry in self.imported else 0.0,
+                variant_agreement(folded_question, self.folded_titles.get(entry, "")),
             )
-            chunk = best_passage.get(entry, best.get(entry, (0.0, -1)))[1]
+            chunk = passages[int(passage_scores.argmax())] if passages else (name_chunks[0] if name_chunks else -1)
             result.hits.append(Hit(entry_id=entry, score=0.0, dense=features[0], lexical=lexical.get(entry, 0.0),
                                    chunk=chunk, section=self.data.chunk_section[chunk] if chunk >= 0 else "",
                                    features=features))

@@ -166,3 +166,23 @@ def test_every_catalogue_id_is_in_the_base():
     assert not missing, f"catalogue ids without an entry: {missing}"
     wrong_kind = [e["id"] for e in catalogue["entry"] if kb.entries[e["id"]].kind != kinds[e["kind"]]]
     assert not wrong_kind
+
+
+def test_links_file_problems_have_lines(kb_copy):
+    (kb_copy / "lien-ket.yaml").write_text(
+        "duong_day_nong:\n  ten: Tổng đài\n  so: \"18001096\"\nlien_ket:\n  - id: a\n    ten: A\n    url: https://a.vn\n"
+        "  - id: b\n    ten: B\n    url: khong-phai-url\n  - id: a\n    ten: A2\n    url: https://a2.vn\n  - ten: thiếu id\n",
+        encoding="utf-8")
+    kb = load_knowledge([kb_copy], today=TODAY)
+    problems = [(p.line, p.message) for p in kb.errors if p.path.endswith("lien-ket.yaml")]
+    assert problems == [(8, "'url' không hợp lệ: 'khong-phai-url'"), (11, "liên kết 'a' bị trùng"),
+                        (14, "mỗi liên kết cần 'id', 'ten' và 'url'")]
+    assert kb.hotline.number == "18001096" and list(kb.links) == ["a"]
+
+
+def test_dictionary_problems_have_lines(kb_copy):
+    (kb_copy / "tu-dien.txt").write_text("# ghi chú\nCCCD = căn cước công dân\nkhông có dấu bằng\ncccd = trùng\n",
+                                         encoding="utf-8")
+    kb = load_knowledge([kb_copy], today=TODAY)
+    problems = [(p.line, p.message.split(" —")[0]) for p in kb.errors if p.path.endswith("tu-dien.txt")]
+    assert problems == [(3, "dòng phải có dạng 'từ = cách gọi đầy đủ; cách gọi khác'"), (4, "'cccd' đã có ở dòng 2")]
