@@ -177,7 +177,7 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
             and (not own or result.confidence < DECLINE_BELOW)):
         entry = entries[conversation.last_entry]
         return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
-                             chunk_text, -1)
+                             chunk_text, -1, entries)
 
     if not result.hits or result.confidence < DECLINE_BELOW:
         return decline(question, result, entries, defaults, hotline)
@@ -192,7 +192,8 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
             if related in entries and all(s.id != related for s in sources):
                 sources.insert(1, _source(entries[related], top.score))
         sources = sources[: max_sources + 1]
-    answer = _answer_entry(question, entry, aspects, result.confidence, sources, defaults, chunk_text, top.chunk)
+    answer = _answer_entry(question, entry, aspects, result.confidence, sources, defaults, chunk_text, top.chunk,
+                           entries)
     if conversation is not None:
         focus = entry["id"] if entry["kind"] != "faq" else next(
             (t for t in entry["topics"][1:] if t in entries), entry["id"])
@@ -200,8 +201,17 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
     return answer
 
 
+_ENTRY_ID = re.compile(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b")
+
+
+def name_entries(text: str, entries: dict[str, dict]) -> str:
+    """Curators refer to other entries by id ("xem mục dang-ky-khai-sinh"); citizens read their titles."""
+    return _ENTRY_ID.sub(lambda m: f"“{entries[m.group(0)]['title']}”" if m.group(0) in entries else m.group(0), text)
+
+
 def _answer_entry(question: str, entry: dict, aspects: list[str], confidence: float, sources: list[Source],
-                  defaults: Sequence[Link], chunk_text: Sequence[str], chunk: int) -> Answer:
+                  defaults: Sequence[Link], chunk_text: Sequence[str], chunk: int,
+                  entries: dict[str, dict] | None = None) -> Answer:
     if entry["kind"] == "procedure":
         parts = procedure_parts(entry, aspects)
     elif entry["kind"] == "faq":
@@ -214,6 +224,8 @@ def _answer_entry(question: str, entry: dict, aspects: list[str], confidence: fl
             if section:
                 full = _sections(entry).get(section, body)
                 parts.append((section, truncate(full, SECTION_LIMIT)))
+    if entries:
+        parts = [(heading, name_entries(text, entries)) for heading, text in parts]
     return Answer(question, "answer", title=_title_with_date(entry), parts=parts, sources=sources,
                   links=_links(entry, defaults), confidence=round(confidence, 4), entry_id=entry["id"],
                   aspects=aspects)

@@ -22,6 +22,7 @@ STOPWORDS = frozenset(
 )
 DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
+LEXICAL_TERMS = 24
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase", "lexical", "faq",
             "name_in_question", "name_phrase_in_question", "imported", "variant")
@@ -35,8 +36,8 @@ PROFILES = {
         (12.87, 60.99, 0, -0.4249, -0.3497, 1.543, 1.229, -0.7925, 0, 0, 0, 0, -64.8),
     ),
     "national": (
-        (1, 4.022, -0.16, 0.04376, 0.1168, 0.1282, 0.04552, -0.2214, 0.01, 0.04, -0.14, 0.01),
-        (-6.433, 87.7, -3.066, 2.039, -0.4641, 2.552, 0, 0, 0, 0, 0, 0, -69.78),
+        (1, 4.022, -0.16, 0.04376, 0.0668, 0.1382, 0.04552, -0.2214, 0.01, 0.04, -0.14, 0.02),
+        (-3.096, 90.57, -6.854, 2.262, -0.4733, 3.082, 0, 0, 0, 0, 0, 0, -72.29),
     ),
 }
 DECLINE_BELOW = 0.5
@@ -108,6 +109,19 @@ def confidence(features: Sequence[float], weights: Sequence[float]) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
+def contains(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which of `ids` are in the sorted array (a binary search: far cheaper than np.isin per candidate)."""
+    if not len(sorted_ids) or not len(ids):
+        return np.zeros(len(ids), dtype=bool)
+    at = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
+    return sorted_ids[at] == ids
+
+
+def share(found: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted share of what was found."""
+    total = weights.sum()
+    return float(weights[found].sum() / total) if total else 0.0
+
 class Retriever:
     """Searches one opened index with one encoder."""
 
@@ -158,14 +172,12 @@ class Retriever:
                 ids.append(i)
         return np.unique(np.array(ids, dtype=np.int32))
 
-    def coverage(self, terms: Sequence[str], lexicon: np.ndarray) -> float:
-        """Share of the terms' IDF weight found in an entry's terms (rare words count more)."""
-        if not terms:
-            return 0.0
+    def term_ids(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of a question's terms (-1 when unknown) and their IDF weights (unknown words count as rare)."""
         ids = np.array([self.vocab.get(t, -1) for t in terms], dtype=np.int64)
         weights = np.where(ids >= 0, self.idf[np.maximum(ids, 0)], self.idf.max(initial=1.0))
-        found = np.isin(ids, lexicon)
-        return float(weights[found].sum() / weights.sum())
+        return ids, weights
+
 
     def dense(self, text: str, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
         """Nearest chunks to a question by cosine similarity."""
@@ -181,8 +193,14 @@ class Retriever:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def lexical(self, terms: Sequence[str], k: int = LEXICAL_CANDIDATES) -> list[tuple[str, float]]:
-        """Entries by BM25 over folded syllables and bigrams, title and keywords weighted above the body."""
-        query = fts_query(terms)
+        """Entries by BM25 over folded syllables and bigrams, title and keywords weighted above the body.
+
+        Only terms the index holds are searched, the rarest LEXICAL_TERMS of them: every extra common term costs
+        a scan of a long posting list and adds almost nothing to BM25.
+        """
+        known = [t for t in dict.fromkeys(terms) if t in self.vocab]
+        known.sort(key=lambda t: -self.idf[self.vocab[t]])
+        query = fts_query(known[:LEXICAL_TERMS])
         if not query:
             return []
         w = ", ".join(str(x) for x in LEXICAL_WEIGHTS)
@@ -217,7 +235,8 @@ class Retriever:
                    if e not in exclude]
         top_lexical = max(lexical.values(), default=0.0) or 1.0
         empty = np.zeros(0, dtype=np.int32)
-        phrase_ids = np.array([self.vocab.get(p, -1) for p in own_phrases], dtype=np.int64)
+        own_ids, own_weights = self.term_ids(own)
+        phrase_ids, _ = self.term_ids(own_phrases)
         asked = self._ids(syllables(question) + bigrams(syllables(question)))
         folded_question = " ".join(syllables(question))
         for entry in entries:
@@ -228,18 +247,17 @@ class Retriever:
             dense_passage = float(passage_scores.max(initial=0.0))
             lexicon = self.lexicon.get(entry, empty)
             title_words, title_pairs = self.title_terms.get(entry, (empty, empty))
-            title_weight = self.idf[title_words].sum()
             features = (
                 max(dense_name, dense_passage),
                 dense_passage,
                 dense_name,
-                self.coverage(own, lexicon),
-                self.coverage(own, self.name_lexicon.get(entry, empty)),
-                float(np.isin(phrase_ids, lexicon).mean()) if len(phrase_ids) else 0.0,
+                share(contains(lexicon, own_ids), own_weights),
+                share(contains(self.name_lexicon.get(entry, empty), own_ids), own_weights),
+                float(contains(lexicon, phrase_ids).mean()) if len(phrase_ids) else 0.0,
                 lexical.get(entry, 0.0) / top_lexical,
                 1.0 if self.data.entries[entry]["kind"] == "faq" else 0.0,
-                float(self.idf[title_words[np.isin(title_words, asked)]].sum() / title_weight) if title_weight else 0.0,
-                float(np.isin(title_pairs, asked).mean()) if len(title_pairs) else 0.0,
+                share(contains(asked, title_words), self.idf[title_words]),
+                float(contains(asked, title_pairs).mean()) if len(title_pairs) else 0.0,
                 1.0 if entry in self.imported else 0.0,
                 variant_agreement(folded_question, self.folded_titles.get(entry, "")),
             )

@@ -120,3 +120,11 @@ def test_bad_input_is_answered_without_a_crash(assistant, question):
     assert isinstance(payload["answer"], str) and payload["answer"]
     assert len(payload["question"]) <= 1000
     assert "<script>" not in payload["answer"]
+
+
+def test_entry_ids_in_text_are_shown_as_titles():
+    from bot.answer import name_entries
+
+    entries = {"dang-ky-khai-sinh": {"title": "Đăng ký khai sinh"}}
+    assert name_entries("Xem mục dang-ky-khai-sinh, mã 1.001193, trang https://x.vn/a-b-c.", entries) == \
+        "Xem mục “Đăng ký khai sinh”, mã 1.001193, trang https://x.vn/a-b-c."
