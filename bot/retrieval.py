@@ -109,6 +109,17 @@ def confidence(features: Sequence[float], weights: Sequence[float]) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
+def stored_vectors(index) -> np.ndarray:
+    """The index's vectors as an array: a view of an exact index's own memory, a copy from a graph index."""
+    import faiss
+
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    if isinstance(index, faiss.IndexFlat):
+        return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+    return index.reconstruct_n(0, index.ntotal)
+
+
 def contains(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Which of `ids` are in the sorted array (a binary search: far cheaper than np.isin per candidate)."""
     if not len(sorted_ids) or not len(ids):
@@ -153,8 +164,7 @@ class Retriever:
         counts = np.array(df, dtype=np.float64)
         self.idf = np.log(1 + (n - counts + 0.5) / (counts + 0.5))
         # Chunk vectors, to score every candidate exactly (not only those among the nearest chunks).
-        index = data.faiss_index
-        self.vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, 1), np.float32)  # type: ignore[attr-defined]
+        self.vectors = stored_vectors(data.faiss_index)
         self.folded_titles = {e: " ".join(syllables(row["title"])) for e, row in data.entries.items()}
         names = {NAME, QUESTION}
         self.entry_chunks: dict[str, tuple[list[int], list[int]]] = {}  # (name-like chunks, passages)

@@ -16,6 +16,7 @@ from bot.index import (
     make_faiss_index,
     open_index,
 )
+from bot.retrieval import stored_vectors
 from tests.conftest import write_config
 
 
@@ -146,12 +147,22 @@ def test_faiss_exact_search_equals_brute_force_numpy(size):
 
 def test_faiss_on_the_built_index_equals_brute_force(small_index, encoder):
     data = open_index(small_index)
-    import faiss
-
-    stored = faiss.rev_swig_ptr(data.faiss_index.get_xb(), data.faiss_index.ntotal * data.faiss_index.d)
-    vectors = np.array(stored, dtype=np.float32).reshape(data.faiss_index.ntotal, data.faiss_index.d)
+    vectors = stored_vectors(data.faiss_index)
     query = encoder.encode(["làm giấy khai sinh cho con"], role="query")
     scores, ids = data.faiss_index.search(query, 5)
     brute = (vectors @ query[0])
     np.testing.assert_array_equal(ids[0], np.argsort(-brute)[:5])
     assert data.chunk_entry[ids[0][0]] == "dang-ky-khai-sinh"
+
+
+def test_large_bases_switch_to_a_graph_index_that_agrees_with_brute_force(monkeypatch):
+    monkeypatch.setattr(index, "EXACT_SEARCH_LIMIT", 100)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    graph = make_faiss_index(vectors)
+    assert type(graph).__name__ == "IndexHNSWFlat"
+    np.testing.assert_allclose(stored_vectors(graph), vectors, rtol=1e-6)
+    queries = vectors[:50] + 0.05 * rng.normal(size=(50, 64)).astype(np.float32)
+    _, ids = graph.search(queries, 1)
+    assert (ids[:, 0] == np.arange(50)).mean() >= 0.98  # approximate, but finds the near-duplicates
