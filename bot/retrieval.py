@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,8 @@ STOPWORDS = frozenset(
 DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
 LEXICAL_TERMS = 24
+DENSE_CHARS = 400
+LEXICAL_COLUMNS: tuple[str, ...] = ("title", "keywords")
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase", "lexical", "faq",
             "name_in_question", "name_phrase_in_question", "imported", "variant")
@@ -139,6 +142,7 @@ class Retriever:
     def __init__(self, data: IndexData, encoder, profile: str | None = None):
         self.data = data
         self.encoder = encoder
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
         self.imported = {e for e, row in data.entries.items() if "nhap_tu" in (row["meta"] or {})}
         self.profile = profile or ("national" if self.imported else "curated")
         self.rank_weights, self.confidence_weights = PROFILES[self.profile]
@@ -211,6 +215,8 @@ class Retriever:
         known = [t for t in dict.fromkeys(terms) if t in self.vocab]
         known.sort(key=lambda t: -self.idf[self.vocab[t]])
         query = fts_query(known[:LEXICAL_TERMS])
+        if query and LEXICAL_COLUMNS:
+            query = "{" + " ".join(LEXICAL_COLUMNS) + "} : (" + query + ")"
         if not query:
             return []
         w = ", ".join(str(x) for x in LEXICAL_WEIGHTS)
@@ -229,7 +235,8 @@ class Retriever:
         if not syllables(question):
             return result
         result.expansions = expand_synonyms(question, self.data.synonyms)
-        dense_text = normalize(restore_diacritics(question, self.data.restore))
+        # The start of a long question carries its subject; encoding costs grow with length (p95 latency).
+        dense_text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.data.restore))
         if result.expansions:
             dense_text += " (" + "; ".join(result.expansions) + ")"
         own = content_syllables(question)
@@ -238,9 +245,11 @@ class Retriever:
         for expansion in result.expansions:
             terms += content_syllables(expansion) + bigrams(syllables(expansion))
 
+        # Full-text search runs on the other core while the encoder (one thread) works: SQLite releases the GIL.
+        lexical_search = self._pool.submit(self.lexical, terms)
         vector = self.encoder.encode([dense_text], role="query")[0]
         nearest = self.dense_vector(vector)
-        lexical = {e: sc for e, sc in self.lexical(terms) if e not in exclude}
+        lexical = {e: sc for e, sc in lexical_search.result() if e not in exclude}
         entries = [e for e in dict.fromkeys([self.data.chunk_entry[c] for c, _ in nearest] + list(lexical))
                    if e not in exclude]
         top_lexical = max(lexical.values(), default=0.0) or 1.0
