@@ -56,7 +56,7 @@ FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
     "plan": {
         "tieu_de": (True, "text"),
         "so_hieu": (False, "text"),
-        "ngay_ban_hanh": (True, "date"),
+        "ngay_ban_hanh": (True, "date_or_year"),  # some plans are known only by their year
         "co_quan_ban_hanh": (True, "text"),
         "dia_ban": (False, "text"),
         "nguon": (False, "url"),
@@ -318,7 +318,9 @@ def _check_field(kind: str, key: str, value: str | list[str], line: int) -> list
     for v in values:
         if not v:
             continue
-        if ftype == "date":
+        if ftype == "date_or_year" and re.fullmatch(r"(19|20)\d\d", v):
+            continue
+        if ftype in ("date", "date_or_year"):
             if not DATE_RE.match(v):
                 bad.append((line, f"'{key}' phải là ngày dạng 2026-01-31, đang là '{v}'", "viết năm-tháng-ngày"))
             else:

@@ -15,7 +15,9 @@ def format_date(iso: str) -> str:
 
 
 def cite(source: Source) -> str:
-    """'Title (kiểm tra ngày 21/11/2026)'."""
+    """'Title (kiểm tra ngày 21/11/2026)'; a date known only by its year reads 'ban hành năm 2025'."""
+    if len(source.date) == 4:
+        return f"{source.title} ({DATE_LABELS.get(source.kind, 'ngày').replace('ngày', 'năm')} {source.date})"
     if source.date:
         return f"{source.title} ({DATE_LABELS.get(source.kind, 'ngày')} {format_date(source.date)})"
     return source.title

@@ -128,3 +128,17 @@ def test_entry_ids_in_text_are_shown_as_titles():
     entries = {"dang-ky-khai-sinh": {"title": "Đăng ký khai sinh"}}
     assert name_entries("Xem mục dang-ky-khai-sinh, mã 1.001193, trang https://x.vn/a-b-c.", entries) == \
         "Xem mục “Đăng ký khai sinh”, mã 1.001193, trang https://x.vn/a-b-c."
+
+
+def test_plan_known_only_by_its_year_is_cited_with_the_year(kb_copy):
+    from bot.answer import Source
+    from bot.knowledge import load_knowledge
+    from bot.render import cite
+
+    path = kb_copy / "ke-hoach/ke-hoach-thu-nghiem-2023.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("ngay_ban_hanh: 2023-02-01", 'ngay_ban_hanh: "2023"'),
+                    encoding="utf-8")
+    kb = load_knowledge([kb_copy])
+    assert not kb.errors and kb.entries["ke-hoach-thu-nghiem-2023"].date == "2023"
+    assert cite(Source("x", "Kế hoạch", "plan", "2023", "", 1.0, [])) == "Kế hoạch (ban hành năm 2023)"
+    assert cite(Source("x", "Kế hoạch", "plan", "2023-02-01", "", 1.0, [])) == "Kế hoạch (ban hành ngày 01/02/2023)"
