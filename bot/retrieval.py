@@ -80,7 +80,6 @@ class SearchResult:
     question: str
     hits: list[Hit] = field(default_factory=list)
     confidence: float = 0.0
-    coverage: float = 0.0
     expansions: list[str] = field(default_factory=list)
 
 
@@ -193,10 +192,6 @@ class Retriever:
         return ids, weights
 
 
-    def dense(self, text: str, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
-        """Nearest chunks to a question by cosine similarity."""
-        return self.dense_vector(self.encoder.encode([text], role="query")[0], k)
-
     def dense_vector(self, vector: np.ndarray, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
         """Nearest chunks to an encoded question."""
         k = min(k, self.data.faiss_index.ntotal)  # type: ignore[attr-defined]
@@ -295,6 +290,5 @@ class Retriever:
         del result.hits[k:]
         if result.hits:
             top = result.hits[0]
-            result.coverage = top.features[FEATURES.index("coverage")]
             result.confidence = confidence(top.features, self.confidence_weights)
         return result
