@@ -173,8 +173,7 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
 
     aspects = detect_aspects(question)
     own = [s for s in content_syllables(question) if s not in ASPECT_WORDS and s not in FOLLOW_UP_WORDS]
-    if (conversation and conversation.last_entry in entries and aspects
-            and (not own or result.confidence < DECLINE_BELOW)):
+    if conversation and conversation.last_entry in entries and aspects and not own:
         entry = entries[conversation.last_entry]
         return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
                              chunk_text, -1, entries)

@@ -21,9 +21,9 @@ import sqlite_utils
 from .chunks import Chunk, chunk_entry
 from .config import Config
 from .knowledge import Entry, KnowledgeBase, load_knowledge
-from .text import lexical_form, normalize, restoration_table
+from .text import acronym_table, lexical_form, normalize, restoration_table
 
-FORMAT = 3  # bump when the layout of a built index changes
+FORMAT = 4  # bump when the layout of a built index changes
 CURRENT = "CURRENT"
 EMBED_BATCH = 64  # chunks embedded (and cached) at a time
 EXACT_SEARCH_LIMIT = 200_000  # chunks; above this an HNSW graph replaces exhaustive search
@@ -321,6 +321,12 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
             pk="id",
         )
         db.table("lexical").insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
+        db.table("acronyms").create({"acronym": str, "phrase": str}, pk="acronym")  # may stay empty
+        db.table("restore").create({"folded": str, "spelled": str}, pk="folded")
+        db.table("acronyms").insert_all(
+            ({"acronym": k, "phrase": v} for k, v in acronym_table(e.title for e in kb.entries.values()).items()),
+            pk="acronym",
+        )
         db.table("restore").insert_all(
             ({"folded": k, "spelled": v} for k, v in restoration_table(corpus_texts(kb)).items()), pk="folded"
         )
@@ -375,6 +381,7 @@ class IndexData:
     links: list[dict]
     hotline: dict | None
     restore: dict[str, str]
+    acronyms: dict[str, str]
     db: sqlite3.Connection
 
 
@@ -418,5 +425,6 @@ def open_index(cfg: Config) -> IndexData:
         links=settings.get("links", []),
         hotline=settings.get("hotline"),
         restore=dict(db.execute("select folded, spelled from restore").fetchall()),
+        acronyms=dict(db.execute("select acronym, phrase from acronyms").fetchall()),
         db=db,
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from .chunks import NAME, QUESTION
 from .index import IndexData
-from .text import bigrams, clean, normalize, restore_diacritics, syllables
+from .text import acronyms_in, bigrams, clean, fold, normalize, restore_diacritics, syllables
 
 # Folded syllables that carry no topic: question words, pronouns, politeness.
 STOPWORDS = frozenset(
@@ -142,6 +142,9 @@ class Retriever:
         self.data = data
         self.encoder = encoder
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
+        # Acronyms learned from procedure names, except those the curated dictionary already explains.
+        explained = {fold(term) for term, _ in data.synonyms}
+        self.acronyms = {k: v for k, v in data.acronyms.items() if k not in explained}
         self.imported = {e for e, row in data.entries.items() if "nhap_tu" in (row["meta"] or {})}
         self.profile = profile or ("national" if self.imported else "curated")
         self.rank_weights, self.confidence_weights = PROFILES[self.profile]
@@ -230,6 +233,7 @@ class Retriever:
         if not syllables(question):
             return result
         result.expansions = expand_synonyms(question, self.data.synonyms)
+        result.expansions += [p for p in acronyms_in(question, self.acronyms) if p not in result.expansions]
         # The start of a long question carries its subject; encoding costs grow with length (p95 latency).
         dense_text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.data.restore))
         if result.expansions:

@@ -167,3 +167,47 @@ def restore_diacritics(text: str, table: dict[str, str], max_n: int = RESTORE_MA
             out.append(tokens[i])
             i += 1
     return " ".join(out)
+
+
+_GLUE = frozenset("cua va cho doi voi tai theo trong cac nhung duoc ve hoac la co khong thi den tu".split())
+
+
+def acronym_table(names, min_words: int = 2, max_words: int = 7) -> dict[str, str]:
+    """Acronyms officials write for phrases of procedure names (GPLHX → giấy phép lưu hành xe), most frequent first.
+
+    Learned from the names themselves: every run of 2–7 words gives the acronym of its initials (Đ counts as D).
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for name in names:
+        for phrase in _PHRASE_BREAK.split(nfc(name)):
+            words = [w.lower() for w in _WORD.findall(phrase)]
+            for n in range(min_words, max_words + 1):
+                for i in range(len(words) - n + 1):
+                    run = words[i : i + n]
+                    if fold(run[0]) in _GLUE or fold(run[-1]) in _GLUE:
+                        continue  # "… cảnh của công dân" is a slice across words, not a term
+                    key = "".join(fold(w)[0] for w in run)
+                    spelled = counts.setdefault(key, {})
+                    value = " ".join(run)
+                    spelled[value] = spelled.get(value, 0) + 1
+    table = {}
+    for key, spelled in counts.items():
+        if len(key) < 3:
+            continue
+        best, count = max(spelled.items(), key=lambda kv: (kv[1], kv[0]))
+        if count >= 2:  # seen once is chance, not usage
+            table[key] = best
+    return table
+
+
+_ACRONYM = re.compile(r"\b[A-ZĐ]{3,8}\b")
+
+
+def acronyms_in(text: str, table: dict[str, str]) -> list[str]:
+    """Phrases for the capitalised acronyms of a question that the table knows."""
+    out = []
+    for token in _ACRONYM.findall(nfc(text)):
+        phrase = table.get(fold(token))
+        if phrase and phrase not in out:
+            out.append(phrase)
+    return out

@@ -101,6 +101,8 @@ def test_follow_up_keeps_the_procedure_being_discussed(assistant):
     assert second.parts[0] == (PHI, "Đăng ký khai sinh đúng hạn được miễn lệ phí.")
     third = assistant.ask("thế kết hôn cần giấy tờ gì", conversation)
     assert third.entry_id == "dang-ky-ket-hon"
+    # a new subject the base does not know is not answered from the procedure last discussed
+    assert assistant.ask("mua vé xem bóng đá ở đâu", conversation).declined
 
 
 @pytest.mark.parametrize("question", [

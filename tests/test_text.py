@@ -73,3 +73,16 @@ def test_restore_diacritics_from_the_corpus():
     assert restore_diacritics("lam can cuoc cong dan, CCCD", table) == "làm căn cước công dân , CCCD"
     # Text typed with diacritics is the citizen's own: never changed.
     assert restore_diacritics("làm can cuoc", table) == "làm can cuoc"
+
+
+def test_acronyms_are_learned_from_procedure_names():
+    from bot.text import acronym_table, acronyms_in
+
+    names = ["Cấp giấy phép lưu hành xe quá tải", "Cấp lại giấy phép lưu hành xe", "Đăng ký biển số xe",
+             "Cấp đổi đăng ký biển số"]
+    table = acronym_table(names)
+    assert table["gplhx"] == "giấy phép lưu hành xe"
+    assert table["dkbs"] == "đăng ký biển số"  # Đ counts as D
+    assert acronyms_in("Xe nặng 46 tấn có phải xin GPLHX không? Còn ĐKBS?", table) == [
+        "giấy phép lưu hành xe", "đăng ký biển số"]
+    assert acronyms_in("gplhx viết thường không phải viết tắt", table) == []
