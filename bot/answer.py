@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
-from .retrieval import DECLINE_BELOW, SearchResult, content_syllables
+from .retrieval import DECLINE_BELOW, Hit, SearchResult, content_syllables
 from .text import reflow, syllables
 
 # What a question asks about, by folded phrases; matched on whole syllables.
@@ -183,6 +183,15 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
 
     top = result.hits[0]
     entry = entries[top.entry_id]
+    if entry["kind"] == "faq" and aspects:
+        # "khai sinh ở đâu" found an FAQ about doing it online: the procedure's own section answers better.
+        asked_by_faq = {a for q in (entry["meta"] or {}).get("cau_hoi", []) for a in detect_aspects(q)}
+        procedure = next((entries[t] for t in entry["topics"][1:]
+                          if t in entries and entries[t]["kind"] == "procedure"), None)
+        if procedure and not asked_by_faq & set(aspects) and any(a in _sections(procedure) for a in aspects):
+            lead = Hit(entry_id=procedure["id"], score=top.score)
+            result.hits = [lead] + [h for h in result.hits if h.entry_id != procedure["id"]]
+            top, entry = lead, procedure
     sources = []
     for hit in result.hits[:max_sources]:
         sources.append(_source(entries[hit.entry_id], hit.score))

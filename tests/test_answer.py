@@ -144,3 +144,11 @@ def test_plan_known_only_by_its_year_is_cited_with_the_year(kb_copy):
     assert not kb.errors and kb.entries["ke-hoach-thu-nghiem-2023"].date == "2023"
     assert cite(Source("x", "Kế hoạch", "plan", "2023", "", 1.0, [])) == "Kế hoạch (ban hành năm 2023)"
     assert cite(Source("x", "Kế hoạch", "plan", "2023-02-01", "", 1.0, [])) == "Kế hoạch (ban hành ngày 01/02/2023)"
+
+
+def test_aspect_the_faq_does_not_answer_comes_from_its_procedure(assistant):
+    answer = assistant.ask("khai sinh quá hạn 60 ngày thì nộp ở đâu?")
+    assert answer.entry_id == "dang-ky-khai-sinh"
+    assert answer.parts[0][0] == NOI_NOP
+    ids = [s.id for s in answer.sources]
+    assert ids[0] == "dang-ky-khai-sinh" and "hoi-dap-khai-sinh-qua-han" in ids and len(ids) == len(set(ids))
