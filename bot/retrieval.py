@@ -25,7 +25,6 @@ DENSE_CANDIDATES = 64
 LEXICAL_CANDIDATES = 50
 LEXICAL_TERMS = 24
 DENSE_CHARS = 400
-LEXICAL_COLUMNS: tuple[str, ...] = ("title", "keywords")
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase", "lexical", "faq",
             "name_in_question", "name_phrase_in_question", "imported", "variant")
@@ -213,8 +212,6 @@ class Retriever:
         known = [t for t in dict.fromkeys(terms) if t in self.vocab]
         known.sort(key=lambda t: -self.idf[self.vocab[t]])
         query = fts_query(known[:LEXICAL_TERMS])
-        if query and LEXICAL_COLUMNS:
-            query = "{" + " ".join(LEXICAL_COLUMNS) + "} : (" + query + ")"
         if not query:
             return []
         w = ", ".join(str(x) for x in LEXICAL_WEIGHTS)
