@@ -142,3 +142,13 @@ class Desk:
     def close(self) -> None:
         """Finish the question being answered and stop the worker."""
         self._pool.shutdown(wait=True)
+
+
+def open_desk(cfg, assistant=None) -> Desk:
+    """The desk a channel serves from: the assistant over the serving index, limits from [answer]."""
+    if assistant is None:
+        from .assistant import Assistant
+
+        assistant = Assistant(cfg).load()
+    return Desk(assistant, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
+                rate_seconds=cfg.answer.rate_seconds)
