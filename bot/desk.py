@@ -107,7 +107,7 @@ class Desk:
         """Answer one message; never raises for bad input."""
         wait = self.rate.wait(f"{channel}:{user}")
         if wait > 0:
-            answer = Answer(text[:200], "limited", parts=[("", RATE_TEXT.format(seconds=max(1, round(wait))))])
+            answer = Answer(clean(text or "", limit=200), "limited", parts=[("", RATE_TEXT.format(seconds=max(1, round(wait))))])
             return Reply(answer, limited=True)
         notes = []
         text = clean(text or "", limit=None)
