@@ -140,15 +140,23 @@ class Desk:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.ask, channel, user, text)
 
     def close(self) -> None:
-        """Finish the question being answered and stop the worker."""
+        """Finish the question being answered, stop the worker and close the log."""
         self._pool.shutdown(wait=True)
+        if self.log is not None and hasattr(self.log, "close"):
+            self.log.close()
 
 
 def open_desk(cfg, assistant=None) -> Desk:
-    """The desk a channel serves from: the assistant over the serving index, limits from [answer]."""
+    """The desk a channel serves from: the assistant over the serving index, limits from [answer], the question
+    log in <data>/log/questions.db unless [log] enabled = false."""
     if assistant is None:
         from .assistant import Assistant
 
         assistant = Assistant(cfg).load()
-    return Desk(assistant, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
+    log = None
+    if cfg.log.enabled:
+        from .qlog import QuestionLog
+
+        log = QuestionLog.open(cfg)
+    return Desk(assistant, log=log, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
                 rate_seconds=cfg.answer.rate_seconds)
