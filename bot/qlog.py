@@ -113,7 +113,11 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.table("ticket_messages").create_index(["ticket_id"])
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+def _v3(db: sqlite_utils.Database) -> None:
+    db.table("ticket_messages").add_column("delivered_at", str)  # staff replies work as an outbox per channel
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
 
 
 class SchemaError(RuntimeError):
