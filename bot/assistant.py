@@ -121,7 +121,9 @@ class Assistant:
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s answering %r", error_id, question[:200])
+            from .qlog import mask  # personal data stays out of the error log, as out of the question log
+
+            log.exception("error %s answering %r", error_id, mask(clean(question or "", limit=200)))
             hotline = (self.data.hotline if self.data else None) or {"name": "Tổng đài Cổng Dịch vụ công quốc gia",
                                                                      "number": "18001096"}
             text = ERROR_TEXT.format(**hotline) + f" (mã lỗi {error_id})"
