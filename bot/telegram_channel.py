@@ -69,6 +69,19 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+_BOLD = re.compile(r"(\*\*|__)([^\n]+?)\1")
+_LINK = re.compile(r"\[([^\]\n<]+)\]\((https?://[^)\s\"<]+)\)")
+_BULLET = re.compile(r"^[-*] ", re.M)
+
+
+def knowledge_html(text: str) -> str:
+    """Knowledge text (light Markdown) as Telegram HTML: everything escaped first, then bold, links and bullets."""
+    text = _e(text)
+    text = _BOLD.sub(r"<b>\2</b>", text)
+    text = _LINK.sub(lambda m: f'<a href="{m.group(2).replace(chr(34), "&quot;")}">{m.group(1)}</a>', text)
+    return _BULLET.sub("• ", text)
+
+
 def render_html(reply: Reply) -> str:
     """A desk reply as Telegram HTML: notes, title, parts, suggestions and sources with dates; all text escaped."""
     answer = reply.answer
@@ -76,7 +89,7 @@ def render_html(reply: Reply) -> str:
     if answer.title:
         blocks.append(f"<b>{_e(answer.title)}</b>")
     for heading, text in answer.parts:
-        blocks.append(f"<b>{_e(heading)}:</b>\n{_e(text)}" if heading else _e(text))
+        blocks.append(f"<b>{_e(heading)}:</b>\n{knowledge_html(text)}" if heading else knowledge_html(text))
     if answer.suggestions:
         blocks.append("<b>Có thể bạn muốn hỏi:</b>\n" + "\n".join(f"• {_e(s)}" for s in answer.suggestions))
     if answer.sources:
@@ -184,10 +197,12 @@ class TelegramChannel:
         self.errors = 0
 
     # --- building ---
-    def build(self, token: str, base_url: str | None = None) -> Application:
-        """The python-telegram-bot application: flood control, handlers, error handler."""
-        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url)
-               .rate_limiter(AIORateLimiter(max_retries=5)).concurrent_updates(32).build())
+    def build(self, token: str, base_url: str | None = None, flood_control: bool = True) -> Application:
+        """The python-telegram-bot application: flood control (Telegram's limits, 429 retried), handlers."""
+        builder = Application.builder().token(token).base_url(base_url or self.settings.base_url)
+        if flood_control:
+            builder = builder.rate_limiter(AIORateLimiter(max_retries=5))
+        app = builder.concurrent_updates(32).build()
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
         app.add_handler(CommandHandler("lienhe", self.on_contact))
