@@ -5,14 +5,15 @@ and the local fake Bot API server (tests/fake_telegram.py), answered from the se
     python -m bench.telegram_load --write         # and written into BENCHMARKS.md under its own heading
 
 All questions arrive at once (queued at the fake server before the first getUpdates). Every question must be
-answered exactly once; latency is from arrival to the answer's sendMessage reaching the server. The run is
-repeated without python-telegram-bot's flood control (Telegram's 30 messages/s) to show what the desk alone does.
+answered exactly once; latency is from arrival to the answer's sendMessage reaching the server. The same questions
+are then put straight to the desk, one after another, to show what the channel adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import re
 import statistics
@@ -35,23 +36,42 @@ def questions(path: Path = ROOT / "bench" / "golden.tsv") -> list[str]:
     return out
 
 
-async def load_run(assistant, cfg, users: int, per_user: int, flood_control: bool) -> dict:
+def batch(users: int, per_user: int) -> list[tuple[int, str]]:
+    """(user, question) in arrival order: every user's first question, then every user's second…"""
+    pool = questions()
+    return [(100_000 + i, pool[(i * per_user + round_) % len(pool)]) for round_ in range(per_user) for i in range(users)]
+
+
+def desk_alone(assistant, users: int, per_user: int) -> dict:
+    """The same questions straight to the desk, one after another: what answering costs without Telegram."""
+    from bot.desk import Desk
+
+    desk = Desk(assistant, rate_count=per_user * 2, rate_seconds=60)
+    started = time.monotonic()
+    done = []
+    for user, question in batch(users, per_user):
+        desk.ask("telegram", str(user), question)
+        done.append(time.monotonic() - started)
+    desk.close()
+    return {"questions": len(done), "answers": len(done), "exactly_once": True, "seconds": done[-1],
+            "throughput": len(done) / done[-1], "p50": statistics.median(done), "p95": done[int(0.95 * (len(done) - 1))],
+            "typing": 0, "problems": []}
+
+
+async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
     """Queue users × per_user questions at once, serve them, and measure."""
     from bot.desk import Desk
     from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
     from tests.fake_telegram import FakeTelegram
 
-    pool = questions()
     desk = Desk(assistant, rate_count=per_user * 2, rate_seconds=60)
     channel = TelegramChannel(desk, cfg)
     fake = await FakeTelegram().start()
-    app = channel.build(fake.token, fake.base_url, flood_control=flood_control)
-    expected: dict[int, int] = {}
-    for round_ in range(per_user):
-        for i in range(users):
-            user = 100_000 + i
-            fake.text(user, pool[(i * per_user + round_) % len(pool)])
-            expected[user] = expected.get(user, 0) + 1
+    app = channel.build(fake.token, fake.base_url)
+    expected: Counter[int] = Counter()
+    for user, question in batch(users, per_user):
+        fake.text(user, question)
+        expected[user] += 1
     total = sum(expected.values())
     started = time.monotonic()
     await app.initialize()
@@ -71,7 +91,7 @@ async def load_run(assistant, cfg, users: int, per_user: int, flood_control: boo
     return {
         "questions": total,
         "answers": len(fake.sent),
-        "exactly_once": per_chat == Counter(expected),
+        "exactly_once": per_chat == expected,
         "kinds": dict(channel.kinds),
         "seconds": latencies[-1],
         "throughput": total / latencies[-1],
@@ -82,11 +102,12 @@ async def load_run(assistant, cfg, users: int, per_user: int, flood_control: boo
     }
 
 
-def report(results: list[tuple[str, dict]], users: int, per_user: int, command: str) -> str:
+def report(results: list[tuple[str, dict]], users: int, per_user: int, command: str, load: float) -> str:
     """The BENCHMARKS.md section."""
     lines = [HEADING, "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, Python "
-             f"{platform.python_version()}): {users} users × {per_user} questions (the golden questions) arriving at "
+             f"{platform.python_version()}, {os.cpu_count()} cores, load average {load:.1f} at the start: a shared "
+             f"machine, figures vary run to run): {users} users × {per_user} questions (the golden questions) arriving at "
              "once, served by the real python-telegram-bot polling loop from the serving index through the local "
              "fake Bot API server (no network latency). Latency is from arrival to the answer reaching the server.",
              "", "| run | answered | exactly once | throughput | p50 latency | p95 latency | typing actions |",
@@ -106,7 +127,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the load run with and without flood control; print (and with --write, store) the figures."""
+    """Run the load run and the desk-alone comparison; print (and with --write, store) the figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.telegram_load", description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--questions", type=int, default=5, help="questions per user")
@@ -114,20 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bot.assistant import Assistant
 
+    load = os.getloadavg()[0]
     cfg = load_config()
     assistant = Assistant(cfg).load()
     assistant.ask("làm thẻ căn cước cần gì")  # warm up the encoder
     results = []
-    for name, flood in (("with flood control (30 messages/s, as Telegram allows)", True),
-                        ("without flood control (the desk alone)", False)):
-        result = asyncio.run(load_run(assistant, cfg, args.users, args.questions, flood))
-        print(f"{name}: {result}", file=sys.stderr)
-        if result["problems"] or not result["exactly_once"]:
-            print("FAILED: not every question was answered exactly once, or the fake refused a request", file=sys.stderr)
-            return 1
-        results.append((name, result))
+    result = asyncio.run(load_run(assistant, cfg, args.users, args.questions))
+    print(f"telegram: {result}", file=sys.stderr)
+    if result["problems"] or not result["exactly_once"]:
+        print("FAILED: not every question was answered exactly once, or the fake refused a request", file=sys.stderr)
+        return 1
+    results.append(("Telegram: polling, python-telegram-bot flood control (30 messages/s)", result))
+    result = desk_alone(assistant, args.users, args.questions)
+    print(f"desk alone: {result}", file=sys.stderr)
+    results.append(("the same questions straight to the desk, no Telegram", result))
     command = "python -m bench.telegram_load" + (" --write" if args.write else "")
-    section = report(results, args.users, args.questions, command)
+    section = report(results, args.users, args.questions, command, load)
     print(section)
     if args.write:
         write_section(ROOT / "BENCHMARKS.md", section)

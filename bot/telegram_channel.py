@@ -197,14 +197,13 @@ class TelegramChannel:
         self.errors = 0
 
     # --- building ---
-    def build(self, token: str, base_url: str | None = None, flood_control: bool = True) -> Application:
+    def build(self, token: str, base_url: str | None = None) -> Application:
         """The python-telegram-bot application: flood control (Telegram's limits, 429 retried), handlers."""
         # Durations as datetime.timedelta (the python-telegram-bot 22.2+ opt-in; read when a RetryAfter is made):
         # without it every 429 warns that the int form is deprecated. Nothing here reads those durations.
         os.environ.setdefault("PTB_TIMEDELTA", "1")
-        builder = Application.builder().token(token).base_url(base_url or self.settings.base_url)
-        limited = builder.rate_limiter(AIORateLimiter(max_retries=5)) if flood_control else builder
-        app: Application = limited.concurrent_updates(32).build()  # type: ignore[assignment]
+        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url)
+               .rate_limiter(AIORateLimiter(max_retries=5)).concurrent_updates(32).build())
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
         app.add_handler(CommandHandler("lienhe", self.on_contact))
