@@ -18,6 +18,7 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,6 +37,13 @@ def questions(path: Path = ROOT / "bench" / "golden.tsv") -> list[str]:
     return out
 
 
+def question_log():
+    """A question log in a temporary folder, as a deployment has one (every answer is recorded)."""
+    from bot.qlog import QuestionLog
+
+    return QuestionLog(Path(tempfile.mkdtemp(prefix="cchc-load-")) / "questions.db", b"load-run")
+
+
 def batch(users: int, per_user: int) -> list[tuple[int, str]]:
     """(user, question) in arrival order: every user's first question, then every user's second…"""
     pool = questions()
@@ -46,7 +54,7 @@ def desk_alone(assistant, users: int, per_user: int) -> dict:
     """The same questions straight to the desk, one after another: what answering costs without Telegram."""
     from bot.desk import Desk
 
-    desk = Desk(assistant, rate_count=per_user * 2, rate_seconds=60)
+    desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
     started = time.monotonic()
     done = []
     for user, question in batch(users, per_user):
@@ -64,7 +72,7 @@ async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
     from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
     from tests.fake_telegram import FakeTelegram
 
-    desk = Desk(assistant, rate_count=per_user * 2, rate_seconds=60)
+    desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
     channel = TelegramChannel(desk, cfg)
     fake = await FakeTelegram().start()
     app = channel.build(fake.token, fake.base_url)
@@ -109,7 +117,8 @@ def report(results: list[tuple[str, dict]], users: int, per_user: int, command: 
              f"{platform.python_version()}, {os.cpu_count()} cores, load average {load:.1f} at the start: a shared "
              f"machine, figures vary run to run): {users} users × {per_user} questions (the golden questions) arriving at "
              "once, served by the real python-telegram-bot polling loop from the serving index through the local "
-             "fake Bot API server (no network latency). Latency is from arrival to the answer reaching the server.",
+             "fake Bot API server (no network latency), every answer recorded in a question log. "
+             "Latency is from arrival to the answer reaching the server.",
              "", "| run | answered | exactly once | throughput | p50 latency | p95 latency | typing actions |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results:

@@ -34,6 +34,7 @@ from telegram.ext import (
 
 from .config import Config
 from .desk import Desk, Reply
+from .handoff import BUTTON as HANDOFF_BUTTON
 from .render import cite
 
 log = logging.getLogger("bot.telegram")
@@ -235,9 +236,9 @@ class TelegramChannel:
             return None
         answer = reply.answer
         rows: list[list[InlineKeyboardButton]] = []
+        rows += [[InlineKeyboardButton(short(s), callback_data=self.button_data(s))] for s in answer.suggestions]
         follow = [InlineKeyboardButton(label, callback_data=self.button_data(q)) for label, q in reply.follow_ups]
         rows += [follow[i:i + 3] for i in range(0, len(follow), 3)]
-        rows += [[InlineKeyboardButton(short(s), callback_data=self.button_data(s))] for s in answer.suggestions]
         if answer.kind in ("answer", "decline"):
             rows += [[InlineKeyboardButton(short(f"🌐 {x.title}"), url=x.url)]
                      for x in answer.links[:3] if x.url.startswith(("http://", "https://"))]
@@ -424,8 +425,13 @@ class TelegramChannel:
             await self.desk.acall(self.desk.feedback, int(qid), int(value))
             message = query.message
             if isinstance(message, Message) and message.reply_markup is not None:
-                rows = [row for row in message.reply_markup.inline_keyboard
+                rows = [list(row) for row in message.reply_markup.inline_keyboard
                         if not any(str(b.callback_data or "").startswith("fb:") for b in row)]
+                if value == "-1" and self.desk.handoff is not None:  # not helped: offer a person
+                    label, handoff = HANDOFF_BUTTON
+                    data = self.button_data(handoff)
+                    if not any(b.callback_data == data for row in rows for b in row):
+                        rows.append([InlineKeyboardButton(label, callback_data=data)])
                 with contextlib.suppress(BadRequest):  # "message is not modified": a double click
                     await self._retry(lambda: query.edit_message_reply_markup(InlineKeyboardMarkup(rows) if rows
                                                                               else None))

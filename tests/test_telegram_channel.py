@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sqlite3
 import sys
 import threading
 from dataclasses import replace
@@ -18,6 +17,9 @@ from hypothesis import strategies as st
 from bot.answer import Answer, Source
 from bot.config import ROOT
 from bot.desk import LONG_NOTE, Desk, Reply
+from bot.handoff import BUTTON as HANDOFF_BUTTON
+from bot.handoff import Handoff
+from bot.qlog import QuestionLog
 from bot.telegram_channel import (
     ALLOWED_UPDATES,
     EDITED_NOTE,
@@ -31,21 +33,6 @@ from tests.fake_telegram import ApiError, FakeTelegram, html_text
 
 ADMIN = 777
 HOTLINE = "18001096"
-
-
-class SqliteSink:
-    """A question log in SQLite implementing bot.desk.QuestionSink (until bot.qlog lands)."""
-
-    def __init__(self):
-        self.db = sqlite3.connect(":memory:", check_same_thread=False)
-        self.db.execute("create table q (id integer primary key, user text, question text, kind text, feedback int)")
-
-    def record(self, *, channel, user, question, answer, latency_ms):
-        cur = self.db.execute("insert into q (user, question, kind) values (?, ?, ?)", (user, question, answer.kind))
-        return cur.lastrowid
-
-    def feedback(self, question_id, value):
-        return self.db.execute("update q set feedback = ? where id = ?", (value, question_id)).rowcount == 1
 
 
 # --- harness: one event loop in a thread, one fake server and one polling bot for the module --------------------
@@ -66,10 +53,11 @@ def run(loop, coro, timeout: float = 90):
     return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
 
-def make_channel(assistant, log=None, **desk_kwargs) -> TelegramChannel:
+def make_channel(assistant, log: QuestionLog | None = None) -> TelegramChannel:
     cfg = assistant.cfg
     cfg = replace(cfg, telegram=replace(cfg.telegram, admins=(str(ADMIN),)))
-    desk = Desk(assistant, log=log, rate_count=desk_kwargs.pop("rate_count", 8), **desk_kwargs)
+    handoff = Handoff(log, assistant.data.hotline) if log is not None else None
+    desk = Desk(assistant, log=log, handoff=handoff, rate_count=8)
     return TelegramChannel(desk, cfg, retry_delay=0.05, typing_after=0.0)
 
 
@@ -109,10 +97,10 @@ class Polling:
 
 
 @pytest.fixture(scope="module")
-def bot(loop, shipped):
-    sink = SqliteSink()
-    harness = run(loop, Polling(make_channel(shipped, log=sink)).start())
-    harness.sink = sink
+def bot(loop, shipped, tmp_path_factory):
+    log = QuestionLog(tmp_path_factory.mktemp("qlog") / "questions.db", b"test-secret")
+    harness = run(loop, Polling(make_channel(shipped, log=log)).start())
+    harness.log = log
     yield harness
     run(loop, harness.stop())
 
@@ -172,7 +160,8 @@ def test_follow_up_by_button_and_by_text(loop, bot):
 def test_decline_offers_the_closest_entries_as_buttons(loop, bot):
     async def scenario():
         declined = (await bot.ask(1004, "xin hỏi về con mèo nhà tôi"))[-1]
-        closest = [b for b in declined.buttons if b.get("callback_data", "").startswith(("q:", "t:"))]
+        closest = [b for b in declined.buttons if b.get("callback_data", "").startswith(("q:", "t:"))
+                   and b["text"] != HANDOFF_BUTTON[0]]
         before = len(bot.fake.messages(1004))
         bot.fake.click(1004, declined, closest[0]["callback_data"])
         return declined, closest, (await bot.reply(1004, before))[-1]
@@ -180,6 +169,7 @@ def test_decline_offers_the_closest_entries_as_buttons(loop, bot):
     declined, closest, chosen = run(loop, scenario())
     assert declined.text.startswith("Xin lỗi") and HOTLINE in declined.text and "Có thể bạn muốn hỏi:" in declined.text
     assert closest and all(len(b["callback_data"].encode()) <= 64 for b in closest)
+    assert HANDOFF_BUTTON[0] in [b["text"] for b in declined.buttons]
     assert closest[0]["text"].rstrip("…") in declined.text
     assert chosen.text.startswith(closest[0]["text"].rstrip("…"))  # asking the entry's title answers with it
 
@@ -196,12 +186,14 @@ def test_feedback_click_is_stored_and_removes_the_buttons(loop, bot):
     answer, data, answered, edits = run(loop, scenario())
     question_id = int(data.split(":")[1])
     assert len(data.encode()) <= 64
-    stored = bot.sink.db.execute("select user, question, feedback from q where id = ?", (question_id,)).fetchone()
-    assert stored == ("1003", "lệ phí đăng ký kết hôn", -1)
+    stored = bot.log.question(question_id)  # the real question log
+    assert stored is not None and stored["feedback"] == -1 and stored["question"] == "lệ phí đăng ký kết hôn"
+    assert stored["channel"] == "telegram" and stored["user_key"] == bot.log.user_key("telegram", "1003")
     assert len(answered) == 1 and not answered[0].error and answered[0].at <= edits[-1].at
     remaining = [b for row in (answer.edits[-1] or {}).get("inline_keyboard", []) for b in row]
     assert not any(b.get("callback_data", "").startswith("fb:") for b in remaining)
     assert any(b.get("callback_data", "").startswith("q:") for b in remaining)  # follow-ups stay
+    assert HANDOFF_BUTTON[0] in [b["text"] for b in remaining]  # 👎: a person is offered
 
 
 def test_non_text_messages_get_a_note(loop, bot):
