@@ -59,24 +59,25 @@ def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_i
     try:
         edit(kb_copy, 0)
         started = time.perf_counter()
-        full, writing_from, before = builder(cfg), None, current_version(root)
-        while full.poll() is None:  # when does the build start writing its new version, and when does it switch?
-            if writing_from is None and list(root.glob(".tmp-*")):
-                writing_from = time.perf_counter() - started
-            time.sleep(0.01)
-        duration = time.perf_counter() - started
+        full, before = builder(cfg), current_version(root)
         out, err = full.communicate(timeout=300)
+        duration = time.perf_counter() - started
         assert full.returncode == 0 and current_version(root) != before, err
-        writing_from = writing_from or duration * 0.8
 
         outcomes = {"before writing": 0, "while writing the new version": 0, "after the switch": 0, "finished": 0}
         for n in range(1, ROUNDS + 1):
             edit(kb_copy, n)
             before = current_version(root)
-            proc = builder(cfg)
-            # every other kill aims at the last moments (writing the version, switching, cleaning up), which are short
-            delay = rng.uniform(0.0, duration * 1.1) if n % 2 else rng.uniform(writing_from * 0.9, duration * 1.1)
-            time.sleep(delay)
+            proc, round_started = builder(cfg), time.perf_counter()
+            if n % 2:
+                delay = rng.uniform(0.0, duration * 1.1)
+                time.sleep(delay)
+            else:  # every other kill aims at the short last moments: writing the version, switching, cleaning up
+                while proc.poll() is None and not list(root.glob(".tmp-*")):
+                    time.sleep(0.005)
+                delay = rng.uniform(0.0, 0.5)
+                time.sleep(delay)
+                delay += time.perf_counter() - round_started
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=60)
             after = current_version(root)
