@@ -121,14 +121,16 @@ class Desk:
         if self.handoff is not None and is_handoff_request(text):
             return Reply(self.handoff.open_ticket(channel, user, text), None, notes)
         started = time.perf_counter()
-        answer = self.assistant.ask(text, self.conversation(channel, user))
+        conversation = self.conversation(channel, user)
+        answer = self.assistant.ask(text, conversation)
         latency_ms = (time.perf_counter() - started) * 1000
         question_id = None
         if self.log is not None:
             question_id = self.log.record(channel=channel, user=user, question=text, answer=answer,
                                           latency_ms=latency_ms)
         follow_ups = []
-        if answer.kind == "answer" and answer.entry_id and self._is_procedure(answer.entry_id):
+        # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
+        if answer.kind == "answer" and conversation.last_entry and self._is_procedure(conversation.last_entry):
             follow_ups = [(label, q) for section, label, q in FOLLOW_UPS if section not in answer.aspects]
         if answer.kind == "decline" and self.handoff is not None:
             follow_ups.append(HANDOFF_BUTTON)
