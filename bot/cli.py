@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("question", nargs="*")
     p_ask.add_argument("--json", action="store_true", help="JSON lines in, one JSON object per line out")
     p_ask.set_defaults(func=ask)
+    from .staff import register as register_staff
+
+    register_staff(sub)  # log purge, review, report
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args))
