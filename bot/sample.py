@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from .answer import Answer, Source
+from .handoff import BUTTON, Handoff
 from .qlog import QuestionLog
 
 # Topics the shipped base does not cover, each asked in several ways (as citizens type them).
@@ -61,6 +62,7 @@ def generate_sample(log: QuestionLog, answered: list[tuple[str, str, str, str]],
     rng.shuffle(popular)
     popularity = [1 / (i + 1) ** 0.9 for i in range(len(popular))]
     clock = log.clock
+    handoff = Handoff(log)
     count = 0
     try:
         with log.lock, log.db.atomic():
@@ -95,6 +97,8 @@ def generate_sample(log: QuestionLog, answered: list[tuple[str, str, str, str]],
                     qid = log.record(channel=channel, user=user, question=question, answer=answer, latency_ms=latency)
                     if feedback is not None and qid is not None:
                         log.feedback(qid, feedback)
+                    if answer.kind == "decline" and rng.random() < 0.08:  # some ask for a person after a decline
+                        handoff.open_ticket(channel, user, BUTTON[1])
                     count += 1
     finally:
         log.clock = clock
