@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .text import fold
+from .text import fold, has_diacritics
 
 THRESHOLD = 0.90  # cosine similarity of e5 query vectors, diacritics restored: on the generated log, groups are pure
 PLACEHOLDER = re.compile(r"\[(?:số CCCD|số CMND|số điện thoại|email|mã hồ sơ)\]")
@@ -77,7 +77,7 @@ def group(rows: list[dict[str, Any]], encoder, threshold: float = THRESHOLD,
     clusters = []
     for group_members in members.values():
         wordings = [(texts[i], len(by_key[keys[i]])) for i in group_members]
-        wordings.sort(key=lambda w: -w[1])
+        wordings.sort(key=lambda w: (-w[1], not has_diacritics(w[0])))  # ties: the wording with diacritics
         grouped = [r for i in group_members for r in by_key[keys[i]]]
         clusters.append(Cluster(
             count=len(grouped), example=wordings[0][0], questions=wordings,

@@ -17,12 +17,10 @@ def _config(args):
         sys.exit(f"Lỗi cấu hình: {e}")
 
 
-def _log(cfg, must_exist: bool = True):
+def _log(cfg):
+    """The question log (created empty when no channel has written one yet)."""
     from .qlog import QuestionLog, SchemaError
 
-    path = cfg.data_dir / "log" / "questions.db"
-    if must_exist and not path.exists():
-        sys.exit(f"Chưa có nhật ký câu hỏi ({path}): các kênh ghi nhật ký khi người dân hỏi.")
     try:
         return QuestionLog.open(cfg)
     except SchemaError as e:
@@ -59,7 +57,7 @@ def purge(args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else cfg.log.retention_days
     if days < 1:
         sys.exit("Lỗi: số ngày lưu giữ phải từ 1 trở lên.")
-    log = _log(cfg, must_exist=False)
+    log = _log(cfg)
     try:
         gone = log.purge(days)
         log.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
