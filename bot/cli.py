@@ -65,6 +65,18 @@ def ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def telegram(args: argparse.Namespace) -> int:
+    """Serve the Telegram bot (long polling, or a webhook behind a reverse proxy)."""
+    try:
+        cfg = load_config(args.config)
+        from .telegram_channel import run
+    except ConfigError as e:
+        sys.exit(f"Lỗi: {e}")
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return run(cfg, webhook=args.webhook)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="python -m bot", description="Trợ lý CCHC")
@@ -76,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("question", nargs="*")
     p_ask.add_argument("--json", action="store_true", help="JSON lines in, one JSON object per line out")
     p_ask.set_defaults(func=ask)
+    p_tg = sub.add_parser("telegram", help="Telegram bot (token in $TELEGRAM_BOT_TOKEN)")
+    p_tg.add_argument("--webhook", action="store_true",
+                      help="webhook mode ([telegram] webhook_url, secret in $TELEGRAM_WEBHOOK_SECRET)")
+    p_tg.set_defaults(func=telegram)
     from .staff import register as register_staff
 
     register_staff(sub)  # log purge, review, report

@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .answer import Answer, Conversation
 from .handoff import BUTTON as HANDOFF_BUTTON
@@ -32,6 +32,7 @@ FOLLOW_UPS: tuple[tuple[str, str, str], ...] = (
     (TRUC_TUYEN, "Nộp trực tuyến", "Nộp trực tuyến ở đâu?"),
 )
 LONG_NOTE = "Tin nhắn của bạn dài quá {limit} ký tự; tôi chỉ đọc phần đầu."
+T = TypeVar("T")
 RATE_TEXT = "Bạn gửi nhanh quá, vui lòng chờ khoảng {seconds} giây rồi hỏi tiếp nhé."
 
 
@@ -147,6 +148,10 @@ class Desk:
     async def aask(self, channel: str, user: str, text: str) -> Reply:
         """`ask` for async channels: runs on the desk's worker thread, one question at a time."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.ask, channel, user, text)
+
+    async def acall(self, fn: Callable[..., T], *args) -> T:
+        """Run `fn` on the desk's worker thread, between answers (reloading the index, recording feedback)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         """Finish the question being answered, stop the worker and close the log."""

@@ -1,0 +1,500 @@
+"""The Telegram channel: python-telegram-bot in polling or webhook mode, rendering the desk's replies as HTML.
+
+Rendering (`render_html`, `split_html`) is pure; `TelegramChannel` wires the desk into a python-telegram-bot
+`Application` (handlers, buttons, feedback, admin commands, error handler, flood control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from urllib.parse import urlparse
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
+from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
+from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from .config import Config
+from .desk import Desk, Reply
+from .handoff import BUTTON as HANDOFF_BUTTON
+from .render import cite
+
+log = logging.getLogger("bot.telegram")
+
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+MESSAGE_LIMIT = MessageLimit.MAX_TEXT_LENGTH  # 4096
+CALLBACK_LIMIT = 64  # bytes of callback data
+DEFAULT_HOTLINE = {"name": "Tổng đài hỗ trợ Cổng Dịch vụ công quốc gia", "number": "18001096",
+                   "url": "https://dichvucong.gov.vn"}
+EXAMPLES = ("Làm thẻ căn cước cần giấy tờ gì?", "Đăng ký khai sinh ở đâu?", "Lệ phí đăng ký kết hôn bao nhiêu?",
+            "dang ky thuong tru online the nao")
+WELCOME = ("Xin chào! Tôi là <b>Trợ lý cải cách hành chính</b>. Bạn hỏi tôi về thủ tục hành chính (khai sinh, "
+           "kết hôn, thường trú, thẻ căn cước, lý lịch tư pháp…) hoặc về cải cách hành chính; tôi trả lời kèm "
+           "nguồn, ngày cập nhật và đường dẫn nộp hồ sơ trực tuyến.")
+HELP = ("Bạn cứ gõ câu hỏi bằng tiếng Việt, có dấu hay không dấu đều được. Ví dụ:\n{examples}\n\n"
+        "Sau mỗi câu trả lời, bạn bấm các nút <b>Hồ sơ</b>, <b>Lệ phí</b>, <b>Thời hạn</b>… để hỏi tiếp về "
+        "thủ tục đó, hoặc gõ “còn lệ phí thì sao?”. Bấm 👍 / 👎 để cho chúng tôi biết câu trả lời có giúp được "
+        "bạn không.\n\nLệnh: /help — hướng dẫn, /lienhe — đường dây nóng và cổng dịch vụ công.\n"
+        "Trong nhóm, hãy nhắc đến tôi (@{username}) hoặc trả lời tin nhắn của tôi.")
+NON_TEXT = ("Xin lỗi, tôi chỉ đọc được tin nhắn chữ. Bạn vui lòng gõ câu hỏi về thủ tục hành chính, "
+            "ví dụ: “Làm thẻ căn cước cần giấy tờ gì?”")
+CAPTION_NOTE = "Tôi chỉ đọc được chữ nên trả lời theo phần chú thích của bạn."
+EDITED_NOTE = "Bạn vừa sửa tin nhắn; đây là câu trả lời theo nội dung mới."
+ERROR_TEXT = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được tin nhắn của bạn. Bạn vui lòng thử lại sau, "
+              "hoặc gọi {name} {number}. (mã lỗi {error_id})")
+OLD_BUTTON = "Nút này đã cũ. Bạn vui lòng gõ lại câu hỏi nhé."
+THANKS_FEEDBACK = "Cảm ơn bạn đã góp ý!"
+
+
+# --- rendering (pure) -------------------------------------------------------------------------------------------
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+_BOLD = re.compile(r"(\*\*|__)([^\n]+?)\1")
+_LINK = re.compile(r"\[([^\]\n<]+)\]\((https?://[^)\s\"<]+)\)")
+_BULLET = re.compile(r"^[-*] ", re.M)
+
+
+def knowledge_html(text: str) -> str:
+    """Knowledge text (light Markdown) as Telegram HTML: everything escaped first, then bold, links and bullets."""
+    text = _e(text)
+    text = _BOLD.sub(r"<b>\2</b>", text)
+    text = _LINK.sub(lambda m: f'<a href="{m.group(2).replace(chr(34), "&quot;")}">{m.group(1)}</a>', text)
+    return _BULLET.sub("• ", text)
+
+
+def render_html(reply: Reply) -> str:
+    """A desk reply as Telegram HTML: notes, title, parts, suggestions and sources with dates; all text escaped."""
+    answer = reply.answer
+    blocks = [f"<i>{_e(note)}</i>" for note in reply.notes]
+    if answer.title:
+        blocks.append(f"<b>{_e(answer.title)}</b>")
+    for heading, text in answer.parts:
+        blocks.append(f"<b>{_e(heading)}:</b>\n{knowledge_html(text)}" if heading else knowledge_html(text))
+    if answer.suggestions:
+        blocks.append("<b>Có thể bạn muốn hỏi:</b>\n" + "\n".join(f"• {_e(s)}" for s in answer.suggestions))
+    if answer.sources:
+        lines = []
+        for source in answer.sources:
+            dated = _e(cite(source)[len(source.title):])
+            title = _e(source.title)
+            if source.url.startswith(("http://", "https://")):
+                title = f'<a href="{html.escape(source.url, quote=True)}">{title}</a>'
+            lines.append(f"• {title}{dated}")
+        blocks.append("<b>Nguồn:</b>\n" + "\n".join(lines))
+    return "\n\n".join(b for b in blocks if b.strip())
+
+
+_TOKEN = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>|&#?\w+;|\n|[ \t]+|[^<&\s]+|[<&]")
+
+
+def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Cut HTML into messages of at most `limit` characters at a line (else a word) boundary, never inside a tag or
+    an entity; elements open at a cut are closed before it and opened again after it."""
+    if len(text) <= limit:
+        return [text] if text.strip() else []
+    tokens: list[str] = []
+    stacks: list[tuple[tuple[str, str], ...]] = []  # elements open after each token: (name, opening tag)
+    stack: tuple[tuple[str, str], ...] = ()
+    for m in _TOKEN.finditer(text):
+        token = m.group(0)
+        if m.group(2) and not token.endswith("/>"):
+            if m.group(1):
+                names = [name for name, _ in stack]
+                if m.group(2) in names:
+                    stack = stack[: len(names) - 1 - names[::-1].index(m.group(2))]
+            else:
+                stack = (*stack, (m.group(2), token))
+        pieces = [token] if len(token) <= limit // 4 or token.startswith("<") else [
+            token[i:i + limit // 4] for i in range(0, len(token), limit // 4)]
+        for piece in pieces:
+            tokens.append(piece)
+            stacks.append(stack)
+
+    def closing(open_: tuple[tuple[str, str], ...]) -> str:
+        return "".join(f"</{name}>" for name, _ in reversed(open_))
+
+    chunks: list[str] = []
+    start, open_at_start = 0, ()  # type: int, tuple[tuple[str, str], ...]
+    while start < len(tokens):
+        prefix = "".join(tag for _, tag in open_at_start)
+        size, end = len(prefix), start
+        newline = space = -1  # the last line and word boundaries that fit, and the size before them
+        newline_at = 0
+        while end < len(tokens):
+            if tokens[end] == "\n":
+                newline, newline_at = end, size
+            elif tokens[end].isspace():
+                space = end
+            if size + len(tokens[end]) + len(closing(stacks[end])) > limit:
+                break
+            size += len(tokens[end])
+            end += 1
+        if end == len(tokens):
+            cut, resume = end, end
+        elif newline > start and newline_at * 2 >= limit:  # a line boundary in the second half of the message
+            cut, resume = newline, newline + 1
+        elif space > start:
+            cut, resume = space, space + 1
+        elif newline > start:
+            cut, resume = newline, newline + 1
+        else:  # one word longer than a message: cut it
+            cut = resume = max(end, start + 1)
+        open_at_cut = stacks[cut - 1] if cut > 0 else ()
+        chunk = (prefix + "".join(tokens[start:cut]) + closing(open_at_cut)).strip()
+        if html_visible(chunk).strip():
+            chunks.append(chunk)
+        start, open_at_start = resume, open_at_cut
+    return chunks
+
+
+def html_visible(text: str) -> str:
+    """What a reader sees of Telegram HTML (tags removed, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def short(text: str, limit: int = 60) -> str:
+    """A button label within `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --- the channel ------------------------------------------------------------------------------------------------
+
+class TelegramChannel:
+    """Serves one desk on Telegram."""
+
+    def __init__(self, desk: Desk, cfg: Config, *, send_retries: int = 3, retry_delay: float = 1.0,
+                 typing_after: float = 1.0):
+        self.desk = desk
+        self.cfg = cfg
+        self.settings = cfg.telegram
+        self.admins = {a.strip() for a in self.settings.admins}
+        self.send_retries, self.retry_delay, self.typing_after = send_retries, retry_delay, typing_after
+        self._questions: OrderedDict[str, str] = OrderedDict()  # callback token → question, for long questions
+        self.started = time.time()
+        self.kinds: Counter[str] = Counter()
+        self.chats: set[int] = set()
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.errors = 0
+
+    # --- building ---
+    def build(self, token: str, base_url: str | None = None) -> Application:
+        """The python-telegram-bot application: flood control (Telegram's limits, 429 retried), handlers."""
+        # Durations as datetime.timedelta (the python-telegram-bot 22.2+ opt-in; read when a RetryAfter is made):
+        # without it every 429 warns that the int form is deprecated. Nothing here reads those durations.
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
+        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url)
+               .rate_limiter(AIORateLimiter(max_retries=5)).concurrent_updates(32).build())
+        app.add_handler(CommandHandler("start", self.on_start))
+        app.add_handler(CommandHandler("help", self.on_help))
+        app.add_handler(CommandHandler("lienhe", self.on_contact))
+        app.add_handler(CommandHandler("stats", self.on_stats))
+        app.add_handler(CommandHandler("reload", self.on_reload))
+        app.add_handler(CallbackQueryHandler(self.on_button))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGES & filters.TEXT, self.on_text))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGES & ~filters.TEXT & ~filters.StatusUpdate.ALL,
+                                       self.on_non_text))
+        app.add_error_handler(self.on_error)
+        return app
+
+    # --- keyboard ---
+    def button_data(self, question: str) -> str:
+        """Callback data asking `question`: the question itself when it fits 64 bytes, else a remembered token."""
+        data = f"q:{question}"
+        if len(data.encode()) <= CALLBACK_LIMIT:
+            return data
+        token = hashlib.sha1(question.encode()).hexdigest()[:16]
+        self._questions[token] = question
+        self._questions.move_to_end(token)
+        while len(self._questions) > 20_000:
+            self._questions.popitem(last=False)
+        return f"t:{token}"
+
+    def keyboard(self, reply: Reply) -> InlineKeyboardMarkup | None:
+        """Follow-up, closest-entry, online-service and feedback buttons for a reply."""
+        if reply.limited:
+            return None
+        answer = reply.answer
+        rows: list[list[InlineKeyboardButton]] = []
+        rows += [[InlineKeyboardButton(short(s), callback_data=self.button_data(s))] for s in answer.suggestions]
+        follow = [InlineKeyboardButton(label, callback_data=self.button_data(q)) for label, q in reply.follow_ups]
+        rows += [follow[i:i + 3] for i in range(0, len(follow), 3)]
+        if answer.kind in ("answer", "decline"):
+            rows += [[InlineKeyboardButton(short(f"🌐 {x.title}"), url=x.url)]
+                     for x in answer.links[:3] if x.url.startswith(("http://", "https://"))]
+        if reply.question_id is not None:
+            rows.append([InlineKeyboardButton("👍 Hữu ích", callback_data=f"fb:{reply.question_id}:1"),
+                         InlineKeyboardButton("👎 Chưa đúng", callback_data=f"fb:{reply.question_id}:-1")])
+        return InlineKeyboardMarkup(rows) if rows else None
+
+    # --- sending ---
+    async def send(self, bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None,
+                   reply_to: int | None = None) -> list[Message]:
+        """Send HTML split under 4,096 characters (buttons under the last part), retrying server errors."""
+        parts = split_html(text)
+        sent = []
+        for i, part in enumerate(parts):
+            kwargs = {"parse_mode": ParseMode.HTML, "link_preview_options": LinkPreviewOptions(is_disabled=True),
+                      "reply_markup": markup if i == len(parts) - 1 else None,
+                      "reply_parameters": ReplyParameters(reply_to, allow_sending_without_reply=True)
+                      if reply_to and i == 0 else None}
+            sent.append(await self._retry(lambda part=part, kwargs=kwargs: bot.send_message(chat_id, part, **kwargs)))
+        return sent
+
+    async def _retry(self, call):
+        """Telegram's 5xx and network failures are retried; 429 is handled by the rate limiter; 400 is not retried."""
+        for attempt in range(self.send_retries + 1):
+            try:
+                return await call()
+            except BadRequest:
+                raise
+            except NetworkError as e:
+                if attempt == self.send_retries:
+                    raise
+                log.warning("Telegram failed (%s); retrying", e)
+                await asyncio.sleep(self.retry_delay * 2 ** attempt)
+
+    async def _typing_later(self, bot, chat_id: int) -> None:
+        await asyncio.sleep(self.typing_after)
+        with contextlib.suppress(TelegramError):
+            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+
+    async def answer(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str,
+                     notes: tuple[str, ...] = ()) -> None:
+        """Ask the desk in this chat's conversation and send the reply with its buttons."""
+        chat = update.effective_chat
+        assert chat is not None
+        self.chats.add(chat.id)
+        typing = asyncio.create_task(self._typing_later(context.bot, chat.id))
+        started = time.perf_counter()
+        try:
+            reply = await self.desk.aask("telegram", str(chat.id), text)
+        finally:
+            typing.cancel()
+        self.latencies.append(time.perf_counter() - started)
+        self.kinds[reply.answer.kind] += 1
+        reply.notes[:0] = list(notes)
+        message = update.effective_message if update.callback_query is None else None
+        reply_to = message.message_id if message is not None and chat.type != ChatType.PRIVATE else None
+        await self.send(context.bot, chat.id, render_html(reply), self.keyboard(reply), reply_to)
+
+    # --- handlers ---
+    def _addressed(self, message: Message, bot_id: int, username: str) -> str | None:
+        """The text meant for the bot; in groups only when it is mentioned or replied to (mention removed)."""
+        text = message.text or message.caption or ""
+        if message.chat.type == ChatType.PRIVATE:
+            return text
+        replied = message.reply_to_message is not None and message.reply_to_message.from_user is not None \
+            and message.reply_to_message.from_user.id == bot_id
+        mention = f"@{username}".lower()
+        entities = message.parse_entities() if message.text else message.parse_caption_entities()
+        mentioned = any(e.type == MessageEntityType.MENTION and value.lower() == mention
+                        or e.type == MessageEntityType.TEXT_MENTION and e.user is not None and e.user.id == bot_id
+                        for e, value in entities.items())
+        if not (replied or mentioned):
+            return None
+        return re.sub(re.escape(f"@{username}"), " ", text, flags=re.IGNORECASE).strip()
+
+    async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A question (also an edited one, and an unknown command: the desk answers it like any text)."""
+        message = update.effective_message
+        if message is None:
+            return
+        text = self._addressed(message, context.bot.id, context.bot.username)
+        if text is None:
+            return
+        notes = (EDITED_NOTE,) if update.edited_message is not None else ()
+        await self.answer(update, context, text, notes)
+
+    async def on_non_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, photos, voice, files, locations: a short note (a caption, if any, is answered)."""
+        message = update.effective_message
+        if message is None or self._addressed(message, context.bot.id, context.bot.username) is None:
+            return
+        if message.caption and message.caption.strip():
+            await self.answer(update, context, self._addressed(message, context.bot.id, context.bot.username) or "",
+                              (CAPTION_NOTE,))
+            return
+        await self.send(context.bot, message.chat_id, _e(NON_TEXT))
+
+    def _hotline(self) -> dict:
+        data = self.desk.assistant.data
+        return (data.hotline if data is not None and data.hotline else None) or DEFAULT_HOTLINE
+
+    async def on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start: who the bot is, with examples."""
+        await self.on_help(update, context, first=WELCOME + "\n\n")
+
+    async def on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE, first: str = "") -> None:
+        """/help: how to ask, with example questions as buttons."""
+        message = update.effective_message
+        if message is None:
+            return
+        examples = "\n".join(f"• {_e(x)}" for x in EXAMPLES)
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(x, callback_data=self.button_data(x))]
+                                       for x in EXAMPLES[:3]])
+        await self.send(context.bot, message.chat_id,
+                        first + HELP.format(examples=examples, username=_e(context.bot.username)), markup)
+
+    async def on_contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/lienhe: the official hotline and portals."""
+        message = update.effective_message
+        if message is None:
+            return
+        hotline = self._hotline()
+        data = self.desk.assistant.data
+        links = [x for x in (data.links if data is not None else []) if x.get("default")]
+        text = (f"<b>Đường dây nóng:</b> {_e(hotline['name'])} — {_e(str(hotline['number']))}\n"
+                f"<b>Cổng dịch vụ công:</b> {_e(hotline.get('url', DEFAULT_HOTLINE['url']))}")
+        buttons = [[InlineKeyboardButton(short(f"🌐 {x['title']}"), url=x["url"])] for x in links
+                   if str(x.get("url", "")).startswith(("http://", "https://"))]
+        await self.send(context.bot, message.chat_id, text, InlineKeyboardMarkup(buttons) if buttons else None)
+
+    def _is_admin(self, update: Update) -> bool:
+        return update.effective_user is not None and str(update.effective_user.id) in self.admins
+
+    async def on_stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/stats for admins: questions by kind, chats, latency, index; anyone else gets the ordinary answer."""
+        if not self._is_admin(update):
+            await self.on_text(update, context)
+            return
+        data = self.desk.assistant.data
+        latencies = sorted(self.latencies)
+        p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else 0.0
+        hours = (time.time() - self.started) / 3600
+        kinds = ", ".join(f"{k} {n}" for k, n in self.kinds.most_common()) or "chưa có"
+        text = (f"<b>Thống kê từ khi khởi động</b> ({hours:.1f} giờ)\n"
+                f"Câu hỏi: {sum(self.kinds.values())} ({_e(kinds)})\n"
+                f"Cuộc trò chuyện: {len(self.chats)}\n"
+                f"Thời gian trả lời p95: {p95 * 1000:.0f} ms\n"
+                f"Lỗi: {self.errors}\n"
+                f"Chỉ mục: {_e(data.version if data else 'chưa nạp')}, {len(data.entries) if data else 0} mục")
+        await self.send(context.bot, update.effective_chat.id if update.effective_chat else 0, text)
+
+    async def on_reload(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/reload for admins: switch to a rebuilt index now; anyone else gets the ordinary answer."""
+        if not self._is_admin(update):
+            await self.on_text(update, context)
+            return
+        before = self.desk.assistant.data.version if self.desk.assistant.data else None
+        try:
+            await self.desk.acall(self.desk.assistant.refresh)
+        except Exception as e:  # a broken index: keep serving the old one, tell the admin why
+            log.exception("reload failed")
+            text = f"Không nạp được chỉ mục mới: {_e(str(e))}. Bot vẫn dùng chỉ mục cũ."
+        else:
+            data = self.desk.assistant.data
+            after = data.version if data else None
+            count = len(data.entries) if data else 0
+            text = (f"Đã nạp chỉ mục mới {_e(str(after))} ({count} mục), thay cho {_e(str(before))}."
+                    if after != before else f"Chỉ mục {_e(str(after))} ({count} mục) đã là bản mới nhất.")
+        await self.send(context.bot, update.effective_chat.id if update.effective_chat else 0, text)
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Inline buttons: feedback (answered at once, buttons removed) or a question asked in this chat."""
+        query = update.callback_query
+        if query is None:
+            return
+        data = query.data or ""
+        if data.startswith("fb:"):
+            _, qid, value = (data.split(":") + ["", ""])[:3]
+            ok = qid.isdigit() and value in ("1", "-1")
+            await query.answer(THANKS_FEEDBACK if ok else OLD_BUTTON)
+            if not ok:
+                return
+            await self.desk.acall(self.desk.feedback, int(qid), int(value))
+            message = query.message
+            if isinstance(message, Message) and message.reply_markup is not None:
+                rows = [list(row) for row in message.reply_markup.inline_keyboard
+                        if not any(str(b.callback_data or "").startswith("fb:") for b in row)]
+                if value == "-1" and self.desk.handoff is not None:  # not helped: offer a person
+                    label, handoff = HANDOFF_BUTTON
+                    data = self.button_data(handoff)
+                    if not any(b.callback_data == data for row in rows for b in row):
+                        rows.append([InlineKeyboardButton(label, callback_data=data)])
+                with contextlib.suppress(BadRequest):  # "message is not modified": a double click
+                    await self._retry(lambda: query.edit_message_reply_markup(InlineKeyboardMarkup(rows) if rows
+                                                                              else None))
+            return
+        question = data[2:] if data.startswith("q:") else self._questions.get(data[2:]) if data.startswith("t:") \
+            else None
+        if not question:
+            await query.answer(OLD_BUTTON)
+            return
+        await query.answer()
+        await self.answer(update, context, question)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the error with an id; the citizen gets an apology with the hotline and that id."""
+        error_id = uuid.uuid4().hex[:8]
+        self.errors += 1
+        log.error("error %s handling update %s", error_id,
+                  update.update_id if isinstance(update, Update) else None, exc_info=context.error)
+        if not isinstance(update, Update) or update.effective_chat is None:
+            return
+        text = ERROR_TEXT.format(error_id=error_id, **{k: _e(str(v)) for k, v in self._hotline().items()
+                                                       if k in ("name", "number")})
+        try:
+            await self.send(context.bot, update.effective_chat.id, text)
+        except TelegramError:
+            log.exception("could not send the apology for error %s", error_id)
+
+
+# --- running ----------------------------------------------------------------------------------------------------
+
+def run(cfg: Config, webhook: bool = False) -> int:
+    """`python -m bot telegram [--webhook]`: serve until SIGINT/SIGTERM, finishing every update already taken."""
+    from .desk import open_desk
+    from .index import IndexUnavailable
+
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        print("Lỗi: chưa có token. Đặt biến môi trường TELEGRAM_BOT_TOKEN (token BotFather cấp).", file=sys.stderr)
+        return 2
+    secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    url = cfg.telegram.webhook_url
+    if webhook:
+        problems = []
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+            problems.append("đặt TELEGRAM_WEBHOOK_SECRET: 16–256 ký tự A-Z, a-z, 0-9, _ hoặc -")
+        if not str(url).startswith("https://"):
+            problems.append("đặt [telegram] webhook_url: địa chỉ HTTPS công khai, ví dụ https://bot.example.gov.vn/telegram")
+        if problems:
+            print("Lỗi: " + "; ".join(problems), file=sys.stderr)
+            return 2
+    try:
+        desk = open_desk(cfg)
+    except IndexUnavailable as e:
+        print(f"Lỗi: {e}", file=sys.stderr)
+        return 2
+    app = TelegramChannel(desk, cfg).build(token)
+    try:
+        if webhook:
+            app.run_webhook(listen=cfg.telegram.listen, port=cfg.telegram.port,
+                            url_path=urlparse(url).path.strip("/") or "telegram", webhook_url=url,
+                            secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        else:
+            app.run_polling(allowed_updates=ALLOWED_UPDATES)
+    finally:
+        desk.close()
+    return 0

@@ -1,0 +1,450 @@
+"""The Telegram channel end to end: the real python-telegram-bot polling loop and webhook server over HTTP against
+the local fake Bot API server (tests/fake_telegram.py), answering from the shipped knowledge base."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.answer import Answer, Source
+from bot.config import ROOT
+from bot.desk import LONG_NOTE, Desk, Reply
+from bot.handoff import BUTTON as HANDOFF_BUTTON
+from bot.handoff import Handoff
+from bot.qlog import QuestionLog
+from bot.telegram_channel import (
+    ALLOWED_UPDATES,
+    EDITED_NOTE,
+    NON_TEXT,
+    TelegramChannel,
+    html_visible,
+    render_html,
+    split_html,
+)
+from tests.fake_telegram import ApiError, FakeTelegram, html_text
+
+ADMIN = 777
+HOTLINE = "18001096"
+
+
+# --- harness: one event loop in a thread, one fake server and one polling bot for the module --------------------
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def run(loop, coro, timeout: float = 90):
+    """Run a coroutine on the harness loop and return its result."""
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+
+def make_channel(assistant, log: QuestionLog | None = None) -> TelegramChannel:
+    cfg = assistant.cfg
+    cfg = replace(cfg, telegram=replace(cfg.telegram, admins=(str(ADMIN),)))
+    handoff = Handoff(log, assistant.data.hotline) if log is not None else None
+    desk = Desk(assistant, log=log, handoff=handoff, rate_count=8)
+    return TelegramChannel(desk, cfg, retry_delay=0.05, typing_after=0.0)
+
+
+class Polling:
+    """A fake server and the real python-telegram-bot Application polling it."""
+
+    def __init__(self, channel: TelegramChannel):
+        self.channel = channel
+        self.fake = FakeTelegram()
+        self.app = None
+
+    async def start(self):
+        await self.fake.start()
+        self.app = self.channel.build(self.fake.token, self.fake.base_url)
+        await self.app.initialize()
+        await self.app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
+        await self.app.start()
+        return self
+
+    async def stop(self):
+        await self.app.updater.stop()
+        await self.app.stop()
+        await self.app.shutdown()
+        await self.fake.close()
+        self.channel.desk.close()
+
+    async def ask(self, user: int, text: str, **kw):
+        """The citizen types; returns the bot's new messages once the last one (with buttons, if any) arrived."""
+        before = len(self.fake.messages(kw.get("chat", user)))
+        self.fake.text(user, text, **kw)
+        return await self.reply(kw.get("chat", user), before)
+
+    async def reply(self, chat: int, before: int):
+        await self.fake.wait_for_messages(chat, 1, after=before)
+        await asyncio.sleep(0.05)  # a split answer's later parts
+        return self.fake.messages(chat)[before:]
+
+
+@pytest.fixture(scope="module")
+def bot(loop, shipped, tmp_path_factory):
+    log = QuestionLog(tmp_path_factory.mktemp("qlog") / "questions.db", b"test-secret")
+    harness = run(loop, Polling(make_channel(shipped, log=log)).start())
+    harness.log = log
+    yield harness
+    run(loop, harness.stop())
+
+
+@pytest.fixture(autouse=True)
+def no_problems(request):
+    """Whatever the bot sent, the real API would have accepted (except faults a test injects on purpose)."""
+    yield
+    if "bot" in request.fixturenames:
+        harness = request.getfixturevalue("bot")
+        assert harness.fake.problems == []
+
+
+# --- end to end ----------------------------------------------------------------------------------------------------
+
+def test_question_answered_with_sources_and_buttons(loop, bot):
+    async def scenario():
+        sent = await bot.ask(1001, "lệ phí cấp hộ chiếu")
+        return sent, bot.fake.calls_of("sendMessage")[-1]
+
+    sent, call = run(loop, scenario())
+    assert len(sent) == 1
+    message = sent[0]
+    assert call.params["parse_mode"] == "HTML"
+    assert message.text.startswith("Cấp hộ chiếu") and "Phí, lệ phí:" in message.text
+    assert "Nguồn:" in message.text and "ngày" in message.text
+    assert '<a href="https://' in message.html  # the source links to its official page
+    labels = [b["text"] for b in message.buttons if "callback_data" in b and not b["callback_data"].startswith("fb:")]
+    assert labels and "Lệ phí" not in labels  # it was asked: the buttons offer the other sections
+    assert set(labels) <= {"Hồ sơ", "Thời hạn", "Nơi nộp", "Nộp trực tuyến"}
+    urls = [b["url"] for b in message.buttons if "url" in b]
+    assert urls and all(u.startswith("https://") for u in urls)
+    feedback = [b["callback_data"] for b in message.buttons if b.get("callback_data", "").startswith("fb:")]
+    assert len(feedback) == 2 and feedback[0].endswith(":1") and feedback[1].endswith(":-1")
+    assert bot.fake.calls_of("sendChatAction")[-1].params["action"] == "typing"
+
+
+def test_follow_up_by_button_and_by_text(loop, bot):
+    async def scenario():
+        first = (await bot.ask(1002, "làm hộ chiếu ở đâu"))[-1]
+        data = next(b["callback_data"] for b in first.buttons if b["text"] == "Lệ phí")
+        before = len(bot.fake.messages(1002))
+        bot.fake.click(1002, first, data)
+        by_button = (await bot.reply(1002, before))[-1]
+        answered = [c for c in bot.fake.calls_of("answerCallbackQuery") if not c.error]
+        typed = (await bot.ask(1002, "còn thời hạn thì sao?"))[-1]
+        return first, by_button, typed, answered
+
+    first, by_button, typed, answered = run(loop, scenario())
+    title = first.text.split("\n")[0]
+    assert "hộ chiếu" in title.lower()
+    assert by_button.text.startswith(title) and "Phí, lệ phí:" in by_button.text
+    assert typed.text.startswith(title) and "Thời hạn giải quyết:" in typed.text
+    assert answered  # the click was answered
+
+
+def test_decline_offers_the_closest_entries_as_buttons(loop, bot):
+    async def scenario():
+        declined = (await bot.ask(1004, "xin hỏi về con mèo nhà tôi"))[-1]
+        closest = [b for b in declined.buttons if b.get("callback_data", "").startswith(("q:", "t:"))
+                   and b["text"] != HANDOFF_BUTTON[0]]
+        before = len(bot.fake.messages(1004))
+        bot.fake.click(1004, declined, closest[0]["callback_data"])
+        return declined, closest, (await bot.reply(1004, before))[-1]
+
+    declined, closest, chosen = run(loop, scenario())
+    assert declined.text.startswith("Xin lỗi") and HOTLINE in declined.text and "Có thể bạn muốn hỏi:" in declined.text
+    assert closest and all(len(b["callback_data"].encode()) <= 64 for b in closest)
+    assert HANDOFF_BUTTON[0] in [b["text"] for b in declined.buttons]
+    assert closest[0]["text"].rstrip("…") in declined.text
+    assert chosen.text.startswith(closest[0]["text"].rstrip("…"))  # asking the entry's title answers with it
+
+
+def test_feedback_click_is_stored_and_removes_the_buttons(loop, bot):
+    async def scenario():
+        answer = (await bot.ask(1003, "lệ phí đăng ký kết hôn"))[-1]
+        data = next(b["callback_data"] for b in answer.buttons if b["text"].startswith("👎"))
+        clicks = len(bot.fake.calls_of("answerCallbackQuery"))
+        bot.fake.click(1003, answer, data)
+        await bot.fake.wait_until(lambda: answer.edits)
+        return answer, data, bot.fake.calls_of("answerCallbackQuery")[clicks:], bot.fake.calls_of("editMessageReplyMarkup")
+
+    answer, data, answered, edits = run(loop, scenario())
+    question_id = int(data.split(":")[1])
+    assert len(data.encode()) <= 64
+    stored = bot.log.question(question_id)  # the real question log
+    assert stored is not None and stored["feedback"] == -1 and stored["question"] == "lệ phí đăng ký kết hôn"
+    assert stored["channel"] == "telegram" and stored["user_key"] == bot.log.user_key("telegram", "1003")
+    assert len(answered) == 1 and not answered[0].error and answered[0].at <= edits[-1].at
+    remaining = [b for row in (answer.edits[-1] or {}).get("inline_keyboard", []) for b in row]
+    assert not any(b.get("callback_data", "").startswith("fb:") for b in remaining)
+    assert any(b.get("callback_data", "").startswith("q:") for b in remaining)  # follow-ups stay
+    assert HANDOFF_BUTTON[0] in [b["text"] for b in remaining]  # 👎: a person is offered
+
+
+def test_non_text_messages_get_a_note(loop, bot):
+    async def scenario():
+        replies = {}
+        for i, kind in enumerate(("sticker", "photo", "voice", "document", "location")):
+            user = 1010 + i
+            bot.fake.non_text(user, kind)
+            replies[kind] = await bot.reply(user, 0)
+        return replies
+
+    for kind, sent in run(loop, scenario()).items():
+        assert [m.text for m in sent] == [NON_TEXT], kind
+
+
+def test_html_in_a_message_is_harmless(loop, bot):
+    sent = run(loop, bot.ask(1020, "<b>lệ phí</b> <script>alert(1)</script> khai sinh & <a href='x'>kết hôn</a>"))
+    assert sent and "<script" not in sent[-1].html  # nothing the citizen typed is echoed as markup
+
+
+def test_429_and_5xx_survived_nothing_lost(loop, bot):
+    async def scenario():
+        bot.fake.fail("getUpdates", 502)
+        bot.fake.fail("sendMessage", 429, retry_after=1)
+        bot.fake.fail("sendMessage", 500)
+        before = len(bot.fake.calls)
+        sent = await bot.ask(1030, "thời hạn cấp lý lịch tư pháp")
+        await asyncio.sleep(0.3)
+        return sent, bot.fake.calls[before:], bot.fake.messages(1030)
+
+    sent, calls, all_sent = run(loop, scenario())
+    sends = [c for c in calls if c.method == "sendmessage"]
+    assert [c.error.split(":")[0] for c in sends] == ["Too Many Requests", "Internal Server Error", ""]
+    assert sends[1].at - sends[0].at >= 1.0  # retry_after respected
+    assert any(c.method == "getupdates" and c.error == "Bad Gateway" for c in calls)
+    assert len(all_sent) == 1 and "lý lịch tư pháp" in all_sent[0].text.lower()  # answered exactly once
+
+
+def test_error_handler_apologises_and_keeps_running(loop, bot):
+    async def scenario():
+        bot.fake.fail("sendMessage", 500, times=4)  # the first try and the three retries
+        apology = await bot.ask(1040, "đăng ký tạm trú cần gì")
+        answer = await bot.ask(1040, "đăng ký tạm trú cần gì")
+        return apology, answer
+
+    apology, answer = run(loop, scenario())
+    assert "Xin lỗi" in apology[0].text and HOTLINE in apology[0].text and "mã lỗi" in apology[0].text
+    assert "tạm trú" in answer[-1].text.lower()
+
+
+def test_admin_commands_only_for_admins(loop, bot):
+    async def scenario():
+        ordinary = await bot.ask(1050, "/stats")
+        plain = await bot.ask(1051, "stats")
+        stats = await bot.ask(ADMIN, "/stats")
+        reloaded = await bot.ask(ADMIN, "/reload")
+        not_admin_reload = await bot.ask(1050, "/reload")
+        return ordinary, plain, stats, reloaded, not_admin_reload
+
+    ordinary, plain, stats, reloaded, not_admin_reload = run(loop, scenario())
+    assert "Thống kê" not in ordinary[-1].text and ordinary[-1].text == plain[-1].text
+    assert "Thống kê" in stats[-1].text and "Câu hỏi:" in stats[-1].text
+    assert "mục" in reloaded[-1].text and "Chỉ mục" in reloaded[-1].text
+    assert "Chỉ mục" not in not_admin_reload[-1].text
+
+
+def test_commands_start_help_contact(loop, bot):
+    async def scenario():
+        return [(await bot.ask(1060, c))[-1] for c in ("/start", "/help", "/lienhe")]
+
+    start, help_, contact = run(loop, scenario())
+    assert start.text.startswith("Xin chào") and "Ví dụ" in start.text
+    assert "/lienhe" in help_.text and any("callback_data" in b for b in help_.buttons)
+    assert HOTLINE in contact.text and any("url" in b for b in contact.buttons)
+
+
+def test_groups_answer_only_when_mentioned_or_replied_to(loop, bot):
+    group = -5001
+
+    async def scenario():
+        bot.fake.text(1070, "thủ tục đăng ký kết hôn", chat=group)  # talk among members: ignored
+        mentioned = await bot.ask(1071, "lệ phí đăng ký kết hôn", chat=group, mention=True)
+        replied = await bot.ask(1072, "còn thời hạn thì sao?", chat=group, reply_to=mentioned[-1])
+        return mentioned, replied, [c for c in bot.fake.calls_of("sendMessage") if c.params["chat_id"] == group]
+
+    mentioned, replied, calls = run(loop, scenario())
+    assert len(bot.fake.messages(group)) == 2
+    assert "kết hôn" in mentioned[-1].text.lower() and "Thời hạn giải quyết:" in replied[-1].text
+    assert all(c.params.get("reply_parameters", {}).get("message_id") for c in calls)
+
+
+def test_edited_and_long_messages(loop, bot):
+    async def scenario():
+        bot.fake.edit(1080, 5, "làm hộ chiếu ở đâu")
+        edited = await bot.reply(1080, 0)
+        long = await bot.ask(1081, "đăng ký khai sinh cần gì " + "xin hỏi thêm " * 300)
+        return edited, long
+
+    edited, long = run(loop, scenario())
+    assert edited[-1].text.startswith(EDITED_NOTE) and "hộ chiếu" in edited[-1].text.lower()
+    assert long[-1].text.startswith(LONG_NOTE.format(limit=1000))
+
+
+def test_per_user_rate_limit(loop, bot):
+    async def scenario():
+        for _ in range(8):
+            await bot.ask(1090, "xin chào")
+        return await bot.ask(1090, "xin chào")
+
+    limited = run(loop, scenario())
+    assert "Bạn gửi nhanh quá" in limited[-1].text and limited[-1].reply_markup is None
+
+
+def test_long_answer_split_into_valid_messages(loop, bot):
+    body = "\n".join(f"Bước {i}: nộp <giấy tờ> & chờ kết quả tại bộ phận một cửa của Ủy ban nhân dân xã." for i in range(200))
+    reply = Reply(Answer("q", "answer", title="Thủ tục dài", parts=[("Các bước", body)]), question_id=1)
+
+    async def scenario():
+        await bot.channel.send(bot.app.bot, 1100, render_html(reply), bot.channel.keyboard(reply))
+        return bot.fake.messages(1100)
+
+    sent = run(loop, scenario())
+    assert len(sent) >= 4 and all(len(m.html) <= 4096 for m in sent)
+    assert [bool(m.reply_markup) for m in sent] == [False] * (len(sent) - 1) + [True]
+    assert "".join(m.text for m in sent).count("Bước") == 200
+
+
+# --- webhook -------------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webhook_checks_the_secret(loop, shipped):
+    channel = make_channel(shipped)
+    secret = "webhook-secret-0123456789"
+
+    async def scenario():
+        fake = await FakeTelegram().start()
+        app = channel.build(fake.token, fake.base_url)
+        port = free_port()
+        await app.initialize()
+        await app.updater.start_webhook(listen="127.0.0.1", port=port, url_path="telegram", secret_token=secret,
+                                        webhook_url="https://bot.example.gov.vn/telegram",
+                                        allowed_updates=ALLOWED_UPDATES)
+        await app.start()
+        try:
+            url = f"http://127.0.0.1:{port}/telegram"
+            update = {"update_id": 1, "message": fake.message(2001, text="làm thẻ căn cước cần gì")}
+            statuses = [await fake.deliver(url, update, "wrong-secret"), await fake.deliver(url, update, None)]
+            await asyncio.sleep(0.5)
+            nothing = list(fake.sent)
+            statuses.append(await fake.deliver(url, update, secret))
+            await fake.wait_for_messages(2001)
+            return statuses, nothing, fake.messages(2001), fake.webhook, fake.problems
+        finally:
+            await app.updater.stop()
+            await app.stop()
+            await app.shutdown()
+            await fake.close()
+            channel.desk.close()
+
+    statuses, nothing, sent, webhook, problems = run(loop, scenario())
+    assert statuses == [403, 403, 200]
+    assert nothing == []
+    assert "căn cước" in sent[-1].text.lower()
+    assert webhook == {"url": "https://bot.example.gov.vn/telegram", "secret_token": secret,
+                       "allowed_updates": ALLOWED_UPDATES}
+    assert problems == []
+
+
+# --- shutdown ------------------------------------------------------------------------------------------------------
+
+def test_sigterm_loses_no_acknowledged_update(loop, shipped, tmp_path):
+    """`python -m bot telegram` stopped by SIGTERM in the middle of a burst: every update it acknowledged with a
+    getUpdates offset was answered; the others stay queued at Telegram for the next start."""
+    async def scenario():
+        fake = await FakeTelegram().start()
+        env = {**os.environ, "CCHC_CONFIG": str(shipped.cfg.base / "config.toml"), "CCHC_MODEL_THREADS": "1",
+               "CCHC_TELEGRAM_BASE_URL": fake.base_url, "TELEGRAM_BOT_TOKEN": fake.token, "HF_HUB_OFFLINE": "1"}
+        users = list(range(3001, 3041))
+        for user in users:
+            fake.text(user, "lệ phí cấp hộ chiếu")
+        log = tmp_path / "telegram.log"
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "telegram", cwd=ROOT, env=env,
+                                                           stdout=out, stderr=out)
+            try:
+                await fake.wait_until(lambda: len(fake.sent) >= 3, timeout=120)
+                process.terminate()
+                await asyncio.wait_for(process.wait(), 60)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                await fake.close()
+        answered = [s.chat_id for s in fake.sent]
+        return process.returncode, log.read_text(encoding="utf-8"), fake.confirmed, answered, fake.problems
+
+    code, err, confirmed, answered, problems = run(loop, scenario(), timeout=200)
+    assert code == 0, err[-2000:]
+    acknowledged = {3001 + i for i in range(confirmed - 1)}  # update ids 1.. map to users 3001..
+    assert len(acknowledged) >= 3 and sorted(answered) == sorted(acknowledged)  # each exactly once
+    assert problems == []
+
+
+# --- rendering (pure) ----------------------------------------------------------------------------------------------
+
+def test_render_escapes_knowledge_text():
+    source = Source("x", "Luật <mới> & cũ", "procedure", "2026-11-21", "https://example.gov.vn/a?b=1&c=\"2\"", 1.0, [])
+    answer = Answer("q", "answer", title="A <b>", parts=[("Lệ phí", "50.000 đ <miễn> & giảm"),
+                                                          ("", "- **Trẻ <6>:** xem [Cổng](https://x.vn/?a=1&b=2)")],
+                    sources=[source],
+                    suggestions=["Mục <x>"])
+    text = render_html(Reply(answer, notes=["<note>"]))
+    visible = html_text(text)  # the fake parses it the way Telegram does
+    assert "A <b>" in visible and "50.000 đ <miễn> & giảm" in visible and "Mục <x>" in visible
+    assert "Luật <mới> & cũ (kiểm tra ngày 21/11/2026)" in visible and "<note>" in visible
+    assert 'href="https://example.gov.vn/a?b=1&amp;c=&quot;2&quot;"' in text
+    assert '• <b>Trẻ &lt;6&gt;:</b> xem <a href="https://x.vn/?a=1&amp;b=2">Cổng</a>' in text  # light Markdown
+
+
+words = st.text(alphabet="abcđêơ<>&\"'", min_size=1, max_size=12)
+lines = st.lists(words, min_size=1, max_size=30).map(" ".join)
+blocks = st.tuples(st.sampled_from(["", "b", "i", "a"]), st.lists(lines, min_size=1, max_size=8).map("\n".join))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(blocks, min_size=1, max_size=12), st.integers(min_value=80, max_value=600))
+def test_split_html_keeps_tags_whole_and_words_unbroken(items, limit):
+    import html as h
+
+    parts = []
+    for tag, text in items:
+        escaped = h.escape(text, quote=False)
+        if tag == "a":
+            parts.append(f'<a href="https://x.vn/?q=1&amp;r=2">{escaped}</a>')
+        elif tag:
+            parts.append(f"<{tag}>{escaped}</{tag}>")
+        else:
+            parts.append(escaped)
+    text = "\n\n".join(parts)
+    chunks = split_html(text, limit)
+    visible = []
+    for chunk in chunks:
+        assert len(chunk) <= limit
+        try:
+            visible.append(html_text(chunk))
+        except ApiError as e:
+            raise AssertionError(f"{e.description}: {chunk!r}") from None
+    assert " ".join(" ".join(v.split()) for v in visible) == " ".join(html_visible(text).split())
+    assert all(w in " ".join(visible).split() for w in html_visible(text).split())  # no word cut
+
