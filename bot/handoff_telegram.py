@@ -32,9 +32,14 @@ class StaffRelay:
 
     def __init__(self, handoff: Handoff, staff_chat: str | int, interval: float = 2.0):
         self.handoff = handoff
-        self.staff_chat = int(staff_chat)
+        try:
+            self.staff_chat = int(staff_chat)
+        except ValueError:
+            raise ValueError(f"[telegram] staff_chat must be a chat id such as -1001234567890, got {staff_chat!r}") \
+                from None
         self.interval = interval
         self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
 
     def ref(self, message_id: int) -> str:
         """How a staff-chat message is remembered on its ticket."""
@@ -52,24 +57,26 @@ class StaffRelay:
             self._task = asyncio.create_task(self.run(application.bot))
 
         async def post_stop(application: Application) -> None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Let the pass under way finish: a ticket posted to staff but not yet marked would be posted again.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._task, timeout=30)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("handoff relay stopped in the middle of a pass")
             if previous_stop is not None:
                 await previous_stop(application)
 
         app.post_init, app.post_stop = post_init, post_stop
 
     async def run(self, bot) -> None:
-        """Pump until cancelled; a failed pass is logged and retried."""
-        while True:
+        """Pump every `interval` seconds until the application stops; a failed pass is logged and retried."""
+        while not self._stopping.is_set():
             try:
                 await self.pump(bot)
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("handoff pump failed; retrying")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
 
     async def pump(self, bot) -> None:
         """Post tickets the staff chat has not seen; deliver staff replies to Telegram citizens."""
