@@ -98,7 +98,8 @@ def staff_text(ticket: Ticket) -> str:
     if not ticket.turns:
         lines.append("(chưa có câu hỏi nào)")
     for turn in ticket.turns:
-        line = f"• Hỏi: {turn['question']}"
+        question = turn["question"] if len(turn["question"]) <= 300 else turn["question"][:299] + "…"
+        line = f"• Hỏi: {question}"
         if not turn.get("kind"):  # the request itself
             lines.append(line)
             continue
@@ -157,6 +158,12 @@ class Handoff:
         """One ticket, or None."""
         with self.log.lock:
             rows = list(self._db.query("SELECT * FROM tickets WHERE id = ?", [ticket_id]))
+        return Ticket.from_row(rows[0]) if rows else None
+
+    def ticket_by_ref(self, staff_ref: str) -> Ticket | None:
+        """The ticket a staff-chat message announced, or None."""
+        with self.log.lock:
+            rows = list(self._db.query("SELECT * FROM tickets WHERE staff_ref = ?", [str(staff_ref)]))
         return Ticket.from_row(rows[0]) if rows else None
 
     def pending_tickets(self) -> list[Ticket]:

@@ -77,7 +77,8 @@ def hash_key(data_dir: Path, env: dict[str, str] | None = None) -> bytes:
 
 def user_key(secret: bytes, channel: str, user: str) -> str:
     """A stable pseudonym of one citizen on one channel (HMAC-SHA256; the raw id cannot be recovered)."""
-    return hmac.new(secret, f"{channel}:{user}".encode(), hashlib.sha256).hexdigest()[:32]
+    # surrogatepass: an id from JSON may hold a lone surrogate ("\\ud800"); it still gets its own stable key
+    return hmac.new(secret, f"{channel}:{user}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
 
 
 def _now() -> datetime:
@@ -222,6 +223,12 @@ class QuestionLog:
                 "WHERE user_key = ? AND channel = ? ORDER BY id DESC LIMIT ?",
                 [self.user_key(channel, user), channel, count]))
         return rows[::-1]
+
+    def ticket_count(self, since: datetime | None = None) -> int:
+        """How many handoff tickets were opened (all of them, or since a time)."""
+        with self.lock:
+            return self.db.execute("SELECT count(*) FROM tickets WHERE opened_at >= ?",
+                                   [stamp(since) if since else ""]).fetchone()[0]
 
     def purge(self, days: int) -> dict[str, int]:
         """Delete questions (and closed tickets) older than `days` days; returns how many rows of each went."""

@@ -216,6 +216,10 @@ class TelegramChannel:
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGES & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                        self.on_non_text))
         app.add_error_handler(self.on_error)
+        if self.desk.handoff is not None and self.settings.staff_chat:  # handoff: tickets to staff, replies back
+            from .handoff_telegram import StaffRelay
+
+            StaffRelay(self.desk.handoff, self.settings.staff_chat).install(app)
         return app
 
     # --- keyboard ---
