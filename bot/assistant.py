@@ -8,8 +8,9 @@ import uuid
 
 from .answer import Answer, Conversation, Link, compose_answer
 from .config import Config
-from .index import IndexData, current_version, open_index
+from .index import IndexData, IndexUnavailable, current_version, named_version, open_index, versions
 from .retrieval import Retriever
+from .text import clean
 
 log = logging.getLogger("bot")
 
@@ -26,6 +27,7 @@ class Assistant:
         self._lock = threading.Lock()
         self.data: IndexData | None = None
         self.retriever: Retriever | None = None
+        self._broken: str | None = None  # a version that failed to open; not retried
 
     @property
     def encoder(self):
@@ -37,9 +39,40 @@ class Assistant:
         return self._encoder
 
     def load(self) -> Assistant:
-        """Open the serving index (raises IndexUnavailable when there is none)."""
-        data = open_index(self.cfg)
-        retriever = Retriever(data, self.encoder)
+        """Open the serving index (raises IndexUnavailable when there is none).
+
+        A serving index that is damaged or built for another encoder is logged, naming the file, and the newest
+        intact version still on disk serves instead, so a broken build or disk never silences the bot.
+        """
+        try:
+            return self._switch(open_index(self.cfg))
+        except IndexUnavailable as broken:
+            current = current_version(self.cfg.index_root)
+            for version in versions(self.cfg.index_root):
+                if version == current:
+                    continue
+                try:
+                    self._switch(open_index(self.cfg, version))
+                except IndexUnavailable:
+                    continue
+                log.error("%s — đang phục vụ bản trước %s", broken, version)
+                self._broken = current
+                return self
+            raise
+
+    def _switch(self, data: IndexData) -> Assistant:
+        dim = getattr(self.encoder, "dim", None)
+        if dim is not None and dim != data.manifest.get("dim"):
+            data.db.close()
+            raise IndexUnavailable(
+                f"chỉ mục {data.version} có vectơ cỡ {data.manifest.get('dim')} nhưng mô hình "
+                f"{getattr(self.encoder, 'model_id', '')} cho vectơ cỡ {dim}: chạy `python index_builder.py --force`"
+            )
+        try:
+            retriever = Retriever(data, self.encoder)
+        except Exception as e:
+            data.db.close()
+            raise IndexUnavailable(f"chỉ mục {data.version} không dùng được ({e.__class__.__name__}: {e})") from e
         with self._lock:
             old, self.data, self.retriever = self.data, data, retriever
         if old is not None:
@@ -47,13 +80,29 @@ class Assistant:
         return self
 
     def refresh(self) -> bool:
-        """Switch to a newer index version if an admin rebuilt it; True when switched."""
+        """Switch to a newer index version if an admin rebuilt it; True when switched.
+
+        A new version that cannot be opened is reported once and the version in use keeps serving.
+        """
         version = current_version(self.cfg.index_root)
-        if self.data is not None and version == self.data.version:
+        if self.data is not None and version is not None and version in (self.data.version, self._broken):
             return False
-        if version is None and self.data is not None:
-            return False  # keep serving what we have
-        self.load()
+        if version is None and self.data is not None:  # keep serving what we have
+            named = named_version(self.cfg.index_root)
+            if named and named not in (self.data.version, self._broken):
+                self._broken = named
+                log.error("%s: chỉ mục %s không đầy đủ (thiếu manifest.json) — vẫn phục vụ chỉ mục %s",
+                          self.cfg.index_root / named, named, self.data.version)
+            return False
+        if self.data is None:
+            self.load()
+            return True
+        try:
+            self._switch(open_index(self.cfg))
+        except IndexUnavailable as e:
+            self._broken = version
+            log.error("%s — vẫn phục vụ chỉ mục %s", e, self.data.version)
+            return False
         return True
 
     @property
@@ -72,8 +121,10 @@ class Assistant:
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s answering %r", error_id, question[:200])
+            from .qlog import mask  # personal data stays out of the error log, as out of the question log
+
+            log.exception("error %s answering %r", error_id, mask(clean(question or "", limit=200)))
             hotline = (self.data.hotline if self.data else None) or {"name": "Tổng đài Cổng Dịch vụ công quốc gia",
                                                                      "number": "18001096"}
             text = ERROR_TEXT.format(**hotline) + f" (mã lỗi {error_id})"
-            return Answer(question, "error", parts=[("", text)])
+            return Answer(clean(question or ""), "error", parts=[("", text)])

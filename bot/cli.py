@@ -49,6 +49,9 @@ def ask(args: argparse.Namespace) -> int:
     from .render import to_json, to_text
 
     if args.json:
+        # JSON lines are UTF-8 whatever the locale; bytes that are not UTF-8 become U+FFFD instead of a crash.
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
         if args.question:
             questions = [" ".join(args.question)]
         else:

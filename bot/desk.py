@@ -8,6 +8,7 @@ it on the desk's single worker thread, so questions are answered one after anoth
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -31,6 +32,7 @@ FOLLOW_UPS: tuple[tuple[str, str, str], ...] = (
     (NOI_NOP, "Nơi nộp", "Nộp hồ sơ ở đâu?"),
     (TRUC_TUYEN, "Nộp trực tuyến", "Nộp trực tuyến ở đâu?"),
 )
+logger = logging.getLogger("bot.desk")
 LONG_NOTE = "Tin nhắn của bạn dài quá {limit} ký tự; tôi chỉ đọc phần đầu."
 T = TypeVar("T")
 RATE_TEXT = "Bạn gửi nhanh quá, vui lòng chờ khoảng {seconds} giây rồi hỏi tiếp nhé."
@@ -111,7 +113,7 @@ class Desk:
         """Answer one message; never raises for bad input."""
         wait = self.rate.wait(f"{channel}:{user}")
         if wait > 0:
-            answer = Answer(text[:200], "limited", parts=[("", RATE_TEXT.format(seconds=max(1, round(wait))))])
+            answer = Answer(clean(text or "", limit=200), "limited", parts=[("", RATE_TEXT.format(seconds=max(1, round(wait))))])
             return Reply(answer, limited=True)
         notes = []
         text = clean(text or "", limit=None)
@@ -127,8 +129,11 @@ class Desk:
         latency_ms = (time.perf_counter() - started) * 1000
         question_id = None
         if self.log is not None:
-            question_id = self.log.record(channel=channel, user=user, question=text, answer=answer,
-                                          latency_ms=latency_ms)
+            try:
+                question_id = self.log.record(channel=channel, user=user, question=text, answer=answer,
+                                              latency_ms=latency_ms)
+            except Exception as e:  # a full disk or a locked database must not silence the bot
+                logger.error("không ghi được câu hỏi vào nhật ký (%s: %s); vẫn trả lời", e.__class__.__name__, e)
         follow_ups = []
         # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
         if answer.kind == "answer" and conversation.last_entry and self._is_procedure(conversation.last_entry):

@@ -28,6 +28,7 @@ CURRENT = "CURRENT"
 EMBED_BATCH = 64  # chunks embedded (and cached) at a time
 EXACT_SEARCH_LIMIT = 200_000  # chunks; above this an HNSW graph replaces exhaustive search
 _CODE_FILES = ("chunks.py", "index.py", "text.py", "knowledge.py")
+INDEX_FILES = ("vectors.faiss", "meta.db")  # besides manifest.json, which holds their sizes and checksums
 
 
 class IndexUnavailable(RuntimeError):
@@ -133,13 +134,18 @@ def _build_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def current_version(root: Path) -> str | None:
-    """The name of the index version now serving, if any."""
+def named_version(root: Path) -> str | None:
+    """The version CURRENT names, complete or not."""
     try:
-        name = (root / CURRENT).read_text(encoding="utf-8").strip()
-    except OSError:
+        return (root / CURRENT).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
         return None
-    return name if name and (root / name / "manifest.json").exists() else None
+
+
+def current_version(root: Path) -> str | None:
+    """The name of the index version now serving, if any (a version counts once its manifest is written)."""
+    name = named_version(root)
+    return name if name and "/" not in name and (root / name / "manifest.json").exists() else None
 
 
 def read_manifest(root: Path) -> dict | None:
@@ -147,7 +153,11 @@ def read_manifest(root: Path) -> dict | None:
     version = current_version(root)
     if not version:
         return None
-    return json.loads((root / version / "manifest.json").read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads((root / version / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # unreadable: the next build replaces it
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -257,6 +267,8 @@ def build_index(
     with _build_lock(root):
         for stale in root.glob(".tmp-*"):  # left by a build that crashed
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in root.glob(f".{CURRENT}.*"):  # a switch to a new version killed before its rename
+            stale.unlink(missing_ok=True)
         manifest = read_manifest(root)
         if manifest and manifest.get("fingerprint") == stamp and not force:
             report.up_to_date, report.version, report.chunks = True, current_version(root) or "", manifest["chunks"]
@@ -350,11 +362,20 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
         "chunks": len(chunks),
         "fingerprint": stamp,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": {name: _file_digest(folder / name) for name in INDEX_FILES},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     for path in folder.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
+
+
+def _file_digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
 def _remove_old_versions(root: Path, keep: set[str]) -> None:
@@ -385,16 +406,35 @@ class IndexData:
     db: sqlite3.Connection
 
 
-def open_index(cfg: Config) -> IndexData:
-    """Open the serving index, refusing one built with another model."""
+def versions(root: Path) -> list[str]:
+    """Complete index versions on disk (those with a manifest), newest first."""
+    if not root.is_dir():
+        return []
+    found = [p.name for p in root.iterdir() if p.name.startswith("v") and (p / "manifest.json").is_file()]
+    return sorted(found, reverse=True)
+
+
+def open_index(cfg: Config, version: str | None = None) -> IndexData:
+    """Open the serving index (or another version), refusing one built with another model or damaged.
+
+    Every file is checked against the size and checksum its manifest recorded, so a damaged or half-copied
+    index is refused with a message naming the file, never served.
+    """
     import faiss
 
     root = cfg.index_root
-    version = current_version(root)
+    version = version or current_version(root)
     if version is None:
         raise IndexUnavailable(f"chưa có chỉ mục trong {root}: chạy `python index_builder.py` để xây")
     folder = root / version
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not an object")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise IndexUnavailable(f"{path}: tệp mô tả chỉ mục hỏng ({e.__class__.__name__}): "
+                               "chạy `python index_builder.py --force` để xây lại") from None
     if manifest.get("format") != FORMAT:
         raise IndexUnavailable(f"chỉ mục {version} có định dạng cũ: chạy `python index_builder.py` để xây lại")
     if manifest.get("model") != cfg.model.name:
@@ -402,8 +442,40 @@ def open_index(cfg: Config) -> IndexData:
             f"chỉ mục {version} được xây bằng mô hình '{manifest.get('model')}' nhưng cấu hình dùng "
             f"'{cfg.model.name}': chạy `python index_builder.py` để xây lại"
         )
-    index = faiss.read_index(str(folder / "vectors.faiss"))
-    db = sqlite3.connect(f"file:{folder / 'meta.db'}?mode=ro", uri=True, check_same_thread=False)
+    rebuild = "chạy `python index_builder.py --force` để xây lại"
+    for name, want in (manifest.get("files") or {}).items():
+        if name not in INDEX_FILES:
+            continue
+        try:
+            got = _file_digest(folder / name)
+        except OSError as e:
+            raise IndexUnavailable(f"{folder / name}: không đọc được ({e.strerror}): {rebuild}") from None
+        if got != want:
+            what = f"{got['bytes']} byte thay vì {want.get('bytes')}" if got["bytes"] != want.get("bytes") \
+                else "sai mã kiểm tra sha256"
+            raise IndexUnavailable(f"{folder / name}: tệp chỉ mục bị hỏng ({what}): {rebuild}")
+    try:
+        index = faiss.read_index(str(folder / "vectors.faiss"))
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else "?"
+        raise IndexUnavailable(f"{folder / 'vectors.faiss'}: không đọc được tệp vectơ ({reason}): {rebuild}") from None
+    db_path = folder / "meta.db"
+    if not db_path.is_file():
+        raise IndexUnavailable(f"{db_path}: thiếu tệp: {rebuild}")
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        data = _read_meta(db, version, manifest, index)
+    except (sqlite3.Error, ValueError, KeyError, TypeError) as e:
+        db.close()
+        raise IndexUnavailable(f"{db_path}: cơ sở dữ liệu chỉ mục hỏng ({e}): {rebuild}") from None
+    if index.ntotal != len(data.chunk_entry) or index.d != manifest.get("dim", index.d):
+        db.close()
+        raise IndexUnavailable(f"{folder / 'vectors.faiss'}: có {index.ntotal} vectơ cỡ {index.d} nhưng chỉ mục ghi "
+                               f"{len(data.chunk_entry)} đoạn cỡ {manifest.get('dim')}: {rebuild}")
+    return data
+
+
+def _read_meta(db: sqlite3.Connection, version: str, manifest: dict, index) -> IndexData:
     db.row_factory = sqlite3.Row
     rows = db.execute("select entry_id, section, text from chunks order by id").fetchall()
     entries = {}

@@ -354,17 +354,41 @@ def _district_problems(entry: Entry, rel: str) -> list[Problem]:
     return out
 
 
+UTF8_FIX = "mở tệp và lưu lại với mã hóa UTF-8 (trong Notepad: Lưu thành… → Mã hóa: UTF-8)"
+
+
+def decode_utf8(raw: bytes, rel: str) -> tuple[str, Problem | None]:
+    """The text of a knowledge file, or a problem saying which encoding it seems to be in and where."""
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                      (b"\xfe\xff", "UTF-16")):
+        if raw.startswith(bom):
+            return "", Problem(rel, 1, f"tệp được lưu bằng mã hóa {name}, không phải UTF-8", UTF8_FIX)
+    if raw.count(b"\x00") * 4 > len(raw):  # every other byte zero: UTF-16 text of mostly Latin letters
+        return "", Problem(rel, 1, "tệp có vẻ được lưu bằng mã hóa UTF-16 (không có BOM), không phải UTF-8", UTF8_FIX)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return "", Problem(rel, line, f"tệp không phải UTF-8 (byte 0x{raw[e.start]:02X}; có thể là Windows-1258 "
+                                      "hoặc Latin-1)", UTF8_FIX)
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        return "", Problem(rel, line, "tệp chứa ký tự NUL (byte 0x00)", "xóa ký tự đó rồi lưu lại với mã hóa UTF-8")
+    return text, None
+
+
 def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, list[Problem]]:
     """Parse and check one knowledge file on its own; cross-file checks happen in load_knowledge."""
     problems: list[Problem] = []
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        return None, [Problem(rel, line, "tệp không phải UTF-8", "lưu lại tệp với mã hóa UTF-8")]
+    except FileNotFoundError:
+        return None, [Problem(rel, 0, "tệp đã bị xóa hoặc đổi tên trong lúc đọc", "chạy lại khi đã sửa xong các tệp")]
     except OSError as e:
         return None, [Problem(rel, 0, f"không đọc được tệp ({e.strerror})", "kiểm tra quyền đọc tệp")]
+    text, problem = decode_utf8(raw, rel)
+    if problem:
+        return None, [problem]
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return None, [Problem(rel, 1, "tệp trống", "điền nội dung theo tệp mẫu trong knowledge/mau/, hoặc xóa tệp")]

@@ -77,7 +77,8 @@ def hash_key(data_dir: Path, env: dict[str, str] | None = None) -> bytes:
 
 def user_key(secret: bytes, channel: str, user: str) -> str:
     """A stable pseudonym of one citizen on one channel (HMAC-SHA256; the raw id cannot be recovered)."""
-    return hmac.new(secret, f"{channel}:{user}".encode(), hashlib.sha256).hexdigest()[:32]
+    # surrogatepass: an id from JSON may hold a lone surrogate ("\\ud800"); it still gets its own stable key
+    return hmac.new(secret, f"{channel}:{user}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
 
 
 def _now() -> datetime:

@@ -10,7 +10,10 @@ from functools import lru_cache
 MAX_QUESTION_CHARS = 1000
 
 _TAG = re.compile(r"<[^>\n]{0,200}>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+# Control and format characters, bidirectional overrides (they can make a quoted question read backwards) and
+# lone surrogates (they cannot be written out as UTF-8).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+_SOFT_HYPHEN = "\u00ad"
 _SPACES = re.compile(r"\s+")
 _SYLLABLE = re.compile(r"[0-9a-z]+(?:[./][0-9a-z]+)*")
 _FINAL_Y = re.compile(r"^([bcdghklmnprstvx]+)y$")
@@ -25,11 +28,11 @@ def nfc(text: str) -> str:
 def clean(text: str, limit: int | None = MAX_QUESTION_CHARS) -> str:
     """Make untrusted input safe to process: NFC, no HTML tags or control characters, one-line spacing."""
     text = nfc(html.unescape(_TAG.sub(" ", text)))
-    text = _CONTROL.sub(" ", text)
+    text = _CONTROL.sub(" ", text.replace(_SOFT_HYPHEN, ""))
     text = _SPACES.sub(" ", text).strip()
     if limit is not None and len(text) > limit:
         cut = text.rfind(" ", 0, limit)
-        text = text[: cut if cut > limit // 2 else limit]
+        text = text[: cut if cut > limit // 2 else limit].rstrip()
     return text
 
 
