@@ -10,13 +10,18 @@ calls `mark_delivered(message)`. A citizen on Zalo is thus answered by the Zalo 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sqlite3
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from .answer import Answer
 from .qlog import QuestionLog, stamp
 from .text import clean, fold
+
+log = logging.getLogger("bot.handoff")
 
 COMMAND = "/canbo"
 # The button channels show after a decline or a 👎: its question text is itself a handoff request.
@@ -35,6 +40,8 @@ OPENED = ("Tôi đã chuyển yêu cầu của bạn tới cán bộ phụ trác
           "đến thứ Sáu). Bạn cứ tiếp tục hỏi tôi trong lúc chờ. Việc gấp, bạn vui lòng gọi {hotline}.")
 ALREADY = ("Yêu cầu gặp cán bộ của bạn (phiếu số {id}) đang chờ cán bộ trả lời; tin trả lời sẽ đến ngay trong cuộc "
            "trò chuyện này. Việc gấp, bạn vui lòng gọi {hotline}.")
+FAILED = ("Xin lỗi, hệ thống chưa chuyển được yêu cầu của bạn tới cán bộ. Bạn vui lòng thử lại sau ít phút, hoặc "
+          "gọi {hotline}. (mã lỗi {error_id})")
 REPLY = "Cán bộ trả lời yêu cầu số {id} của bạn:\n\n{text}"
 CLOSED = ("Cán bộ đã đóng yêu cầu số {id}. Cảm ơn bạn đã liên hệ! Nếu cần hỗ trợ thêm, bạn gõ /canbo hoặc "
           "\"gặp cán bộ\".")
@@ -130,7 +137,17 @@ class Handoff:
         return f"{self.hotline['name']} {self.hotline['number']}"
 
     def open_ticket(self, channel: str, user: str, text: str) -> Answer:
-        """Record a ticket with the citizen's last turns (or find their open one) and say what happens next."""
+        """Record a ticket with the citizen's last turns (or find their open one) and say what happens next;
+        when the database fails (disk full, locked), apologise with the hotline instead."""
+        try:
+            return self._open_ticket(channel, user, text)
+        except (sqlite3.Error, OSError) as e:
+            error_id = uuid.uuid4().hex[:8]
+            log.error("error %s opening a handoff ticket (%s: %s)", error_id, e.__class__.__name__, e)
+            return Answer(text, "error", title="Gặp cán bộ",
+                          parts=[("", FAILED.format(hotline=self._hotline(), error_id=error_id))])
+
+    def _open_ticket(self, channel: str, user: str, text: str) -> Answer:
         key = self.log.user_key(channel, user)
         with self.log.lock:
             open_ = list(self._db.query("SELECT id FROM tickets WHERE user_key = ? AND channel = ? AND status = 'open'",

@@ -109,3 +109,12 @@ def test_handoff_off_when_log_is_off(small_index, encoder, monkeypatch):
         assert desk.ask("web", "u", "thủ tục nuôi cá sấu làm cảnh").follow_ups == []
     finally:
         desk.close()
+
+
+def test_a_failing_database_gets_an_apology_with_the_hotline(tmp_path, caplog):
+    log = QuestionLog(tmp_path / "q.db", b"s")
+    handoff = Handoff(log, {"name": "Tổng đài thử", "number": "1900 0000"})
+    log.db.close()  # the database is gone (a full disk or a lock behaves alike: sqlite3 raises)
+    answer = handoff.open_ticket("web", "u", "/canbo")
+    assert answer.kind == "error" and "Tổng đài thử 1900 0000" in answer.parts[0][1] and "mã lỗi" in answer.parts[0][1]
+    assert "error" in caplog.text and "handoff ticket" in caplog.text
