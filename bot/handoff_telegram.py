@@ -17,7 +17,7 @@ from telegram import ForceReply, Update
 from telegram.error import NetworkError, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, MessageHandler, filters
 
-from .handoff import Handoff, staff_text
+from .handoff import Courier, Delivery, Handoff, Undeliverable, staff_text
 
 log = logging.getLogger("bot.handoff")
 
@@ -85,16 +85,24 @@ class StaffRelay:
                 sent = await bot.send_message(self.staff_chat, staff_text(ticket), reply_markup=ForceReply(
                     input_field_placeholder=f"Trả lời phiếu số {ticket.id}"))
                 await asyncio.to_thread(self.handoff.mark_notified, ticket.id, self.ref(sent.message_id))
-            for delivery in await asyncio.to_thread(self.handoff.pending_replies, "telegram"):
-                try:
-                    await bot.send_message(int(delivery.address), delivery.text)
-                except NetworkError:
-                    raise  # Telegram unreachable: retried on the next pass
-                except (TelegramError, ValueError) as e:  # blocked, chat gone: tell staff, do not retry forever
-                    log.warning("handoff reply %s undeliverable: %s", delivery.id, e)
-                    with contextlib.suppress(TelegramError):
-                        await bot.send_message(self.staff_chat, UNDELIVERABLE.format(id=delivery.ticket_id, error=e))
-                await asyncio.to_thread(self.handoff.mark_delivered, delivery)
+            await self.courier(bot).pump()
+
+    def courier(self, bot) -> Courier:
+        """Delivery of staff replies to citizens on Telegram; a citizen who blocked the bot is reported to staff."""
+
+        async def send(address: str, text: str) -> None:
+            try:
+                await bot.send_message(int(address), text)
+            except NetworkError:
+                raise  # Telegram unreachable: the reply stays queued for the next pass
+            except (TelegramError, ValueError) as e:  # blocked, chat gone
+                raise Undeliverable(str(e)) from e
+
+        async def tell_staff(delivery: Delivery, error: Exception) -> None:
+            with contextlib.suppress(TelegramError):
+                await bot.send_message(self.staff_chat, UNDELIVERABLE.format(id=delivery.ticket_id, error=error))
+
+        return Courier(self.handoff, "telegram", send, on_undeliverable=tell_staff)
 
     async def on_staff_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A staff member replied to a message in the staff chat: if it announces a ticket, answer the citizen."""
