@@ -59,17 +59,23 @@ def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_i
     try:
         edit(kb_copy, 0)
         started = time.perf_counter()
-        full = builder(cfg)
-        out, err = full.communicate(timeout=300)
+        full, writing_from, before = builder(cfg), None, current_version(root)
+        while full.poll() is None:  # when does the build start writing its new version, and when does it switch?
+            if writing_from is None and list(root.glob(".tmp-*")):
+                writing_from = time.perf_counter() - started
+            time.sleep(0.01)
         duration = time.perf_counter() - started
-        assert full.returncode == 0, err
+        out, err = full.communicate(timeout=300)
+        assert full.returncode == 0 and current_version(root) != before, err
+        writing_from = writing_from or duration * 0.8
 
-        outcomes = {"before the switch": 0, "after the switch": 0, "finished": 0}
+        outcomes = {"before writing": 0, "while writing the new version": 0, "after the switch": 0, "finished": 0}
         for n in range(1, ROUNDS + 1):
             edit(kb_copy, n)
             before = current_version(root)
             proc = builder(cfg)
-            delay = rng.uniform(0.0, duration * 1.1)
+            # every other kill aims at the last moments (writing the version, switching, cleaning up), which are short
+            delay = rng.uniform(0.0, duration * 1.1) if n % 2 else rng.uniform(writing_from * 0.9, duration * 1.1)
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=60)
@@ -79,7 +85,9 @@ def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_i
                 outcomes["finished"] += 1
             else:
                 assert proc.returncode == -signal.SIGKILL, where
-                outcomes["after the switch" if after != before else "before the switch"] += 1
+                writing = bool(list(root.glob(".tmp-*")))  # the next build removes the half-written folder
+                outcomes["after the switch" if after != before else
+                         "while writing the new version" if writing else "before writing"] += 1
             assert after is not None, where
             data = open_index(cfg)  # sizes and checksums of every file match the manifest: complete
             assert data.version == after and data.faiss_index.ntotal == len(data.chunk_entry), where
