@@ -21,8 +21,8 @@ STOPWORDS = frozenset(
     nhieu nhu nhung noi o oi phai qua ra roi sao se tai the thi thu tuc toi tren tu va vay ve vi voi xin
     u uh vang dc ko k j z ntn""".split()
 )
-DENSE_CANDIDATES = 64
-LEXICAL_CANDIDATES = 50
+DENSE_CANDIDATES = 32  # nearest chunks; 64 found nothing more on portal-dev (bench.levers, BENCHMARKS.md)
+LEXICAL_CANDIDATES = 24
 LEXICAL_TERMS = 24
 DENSE_CHARS = 400
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
