@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     """Print the lever table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("portal_dev")
+    parser.add_argument("--fit-on", choices=("even", "odd"), default="even",
+                        help="the half fitted on (the other is held out); 'odd' swaps the halves as a check")
+    parser.add_argument("--only", default="", help="run only the levers whose name contains this text")
     args = parser.parse_args(argv)
+    fit_half, held_half = (slice(0, None, 2), slice(1, None, 2))[:: 1 if args.fit_on == "even" else -1]
     from bot.assistant import Assistant
     from bot.config import load_config
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     current = np.array(retriever.rank_weights, dtype=float)
 
     def row(name: str, w: np.ndarray, portal_groups) -> None:
-        held, whole = portal_groups[1::2], portal_groups
+        held, whole = portal_groups[held_half], portal_groups
         print(f"| {name} | {hit_at_1(held, w):.3f} / {hit_at_3(held, w):.3f} | "
               f"{hit_at_1(whole, w):.3f} / {hit_at_3(whole, w):.3f} |", flush=True)
 
@@ -182,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         ("softmax fit + level, title extra, title length", [level_agreement, title_extra, title_length], True),
     ]
     for name, features, softmax in levers:
+        if args.only not in name:
+            continue
         f_faq, f_portal = extend(faq, g_faq, features), extend(portal, g_portal, features)
         start = np.r_[current, np.zeros(len(features))]
         if softmax:
-            start = fit_softmax([f_faq, f_portal[::2]], (0.5, 1.0))
-        row(name, fit_ranking([f_faq, f_portal[::2]], start), f_portal)
+            start = fit_softmax([f_faq, f_portal[fit_half]], (0.5, 1.0))
+        row(name, fit_ranking([f_faq, f_portal[fit_half]], start), f_portal)
     # Query normalisation: letters' lead-ins ("Kính gửi Cục…,", "Đề nghị cho biết") dropped before searching.
+    if args.only not in "lead-ins":
+        return 0
     stripped = [(LEAD_IN.sub("", q) or q, t, e) for q, t, e in portal]
     row("lead-ins of letters dropped from the question (current weights)", current, gather(stripped))
     return 0
