@@ -21,7 +21,7 @@ STOPWORDS = frozenset(
     nhieu nhu nhung noi o oi phai qua ra roi sao se tai the thi thu tuc toi tren tu va vay ve vi voi xin
     u uh vang dc ko k j z ntn""".split()
 )
-DENSE_CANDIDATES = 32  # nearest chunks; 64 found nothing more on portal-dev (bench.levers, BENCHMARKS.md)
+DENSE_CANDIDATES = 32  # nearest chunks; 64 (and 50 hits) found nothing more on portal-dev: BENCHMARKS.md
 LEXICAL_CANDIDATES = 24
 LEXICAL_TERMS = 24
 DENSE_CHARS = 400
