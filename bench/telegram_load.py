@@ -117,7 +117,7 @@ def report(results: list[tuple[str, dict]], users: int, per_user: int, command: 
              f"{platform.python_version()}, {os.cpu_count()} cores, load average {load:.1f} at the start: a shared "
              f"machine, figures vary run to run): {users} users × {per_user} questions (the golden questions) arriving at "
              "once, served by the real python-telegram-bot polling loop from the serving index through the local "
-             "fake Bot API server (no network latency), every answer recorded in a question log. "
+             "fake Bot API server (in the same process; no network latency), every answer recorded in a question log. "
              "Latency is from arrival to the answer reaching the server.",
              "", "| run | answered | exactly once | throughput | p50 latency | p95 latency | typing actions |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

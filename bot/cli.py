@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p_tg.add_argument("--webhook", action="store_true",
                       help="webhook mode ([telegram] webhook_url, secret in $TELEGRAM_WEBHOOK_SECRET)")
     p_tg.set_defaults(func=telegram)
+    from .staff import register as register_staff
+
+    register_staff(sub)  # log purge, review, report
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args))

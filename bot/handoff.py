@@ -4,19 +4,28 @@ Channel-neutral and cross-process: tickets and staff replies live in the questio
 an outbox. The channel hosting the staff chat (Telegram, `[telegram] staff_chat`) posts `pending_tickets()` and
 calls `mark_notified(ticket, staff_ref)` with the id of its staff-chat message; a staff reply to that message
 becomes `staff_reply(staff_ref, text)`; every channel delivers `pending_replies(channel)` to its citizens and
-calls `mark_delivered(message)`. A citizen on Zalo is thus answered by the Zalo process, whoever took the reply.
+calls `mark_delivered(message)` — `Courier(handoff, channel, send).run(stopping)` does that loop for a channel.
+A citizen on Zalo is thus answered by the Zalo process, whoever took the reply.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import re
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .answer import Answer
 from .qlog import QuestionLog, stamp
 from .text import clean, fold
+
+log = logging.getLogger("bot.handoff")
 
 COMMAND = "/canbo"
 # The button channels show after a decline or a 👎: its question text is itself a handoff request.
@@ -35,6 +44,8 @@ OPENED = ("Tôi đã chuyển yêu cầu của bạn tới cán bộ phụ trác
           "đến thứ Sáu). Bạn cứ tiếp tục hỏi tôi trong lúc chờ. Việc gấp, bạn vui lòng gọi {hotline}.")
 ALREADY = ("Yêu cầu gặp cán bộ của bạn (phiếu số {id}) đang chờ cán bộ trả lời; tin trả lời sẽ đến ngay trong cuộc "
            "trò chuyện này. Việc gấp, bạn vui lòng gọi {hotline}.")
+FAILED = ("Xin lỗi, hệ thống chưa chuyển được yêu cầu của bạn tới cán bộ. Bạn vui lòng thử lại sau ít phút, hoặc "
+          "gọi {hotline}. (mã lỗi {error_id})")
 REPLY = "Cán bộ trả lời yêu cầu số {id} của bạn:\n\n{text}"
 CLOSED = ("Cán bộ đã đóng yêu cầu số {id}. Cảm ơn bạn đã liên hệ! Nếu cần hỗ trợ thêm, bạn gõ /canbo hoặc "
           "\"gặp cán bộ\".")
@@ -98,7 +109,8 @@ def staff_text(ticket: Ticket) -> str:
     if not ticket.turns:
         lines.append("(chưa có câu hỏi nào)")
     for turn in ticket.turns:
-        line = f"• Hỏi: {turn['question']}"
+        question = turn["question"] if len(turn["question"]) <= 300 else turn["question"][:299] + "…"
+        line = f"• Hỏi: {question}"
         if not turn.get("kind"):  # the request itself
             lines.append(line)
             continue
@@ -129,7 +141,17 @@ class Handoff:
         return f"{self.hotline['name']} {self.hotline['number']}"
 
     def open_ticket(self, channel: str, user: str, text: str) -> Answer:
-        """Record a ticket with the citizen's last turns (or find their open one) and say what happens next."""
+        """Record a ticket with the citizen's last turns (or find their open one) and say what happens next;
+        when the database fails (disk full, locked), apologise with the hotline instead."""
+        try:
+            return self._open_ticket(channel, user, text)
+        except (sqlite3.Error, OSError) as e:
+            error_id = uuid.uuid4().hex[:8]
+            log.error("error %s opening a handoff ticket (%s: %s)", error_id, e.__class__.__name__, e)
+            return Answer(text, "error", title="Gặp cán bộ",
+                          parts=[("", FAILED.format(hotline=self._hotline(), error_id=error_id))])
+
+    def _open_ticket(self, channel: str, user: str, text: str) -> Answer:
         key = self.log.user_key(channel, user)
         with self.log.lock:
             open_ = list(self._db.query("SELECT id FROM tickets WHERE user_key = ? AND channel = ? AND status = 'open'",
@@ -157,6 +179,12 @@ class Handoff:
         """One ticket, or None."""
         with self.log.lock:
             rows = list(self._db.query("SELECT * FROM tickets WHERE id = ?", [ticket_id]))
+        return Ticket.from_row(rows[0]) if rows else None
+
+    def ticket_by_ref(self, staff_ref: str) -> Ticket | None:
+        """The ticket a staff-chat message announced, or None."""
+        with self.log.lock:
+            rows = list(self._db.query("SELECT * FROM tickets WHERE staff_ref = ?", [str(staff_ref)]))
         return Ticket.from_row(rows[0]) if rows else None
 
     def pending_tickets(self) -> list[Ticket]:
@@ -210,3 +238,44 @@ class Handoff:
                 "UPDATE tickets SET address = NULL WHERE id = ? AND status = 'closed' AND NOT EXISTS "
                 "(SELECT 1 FROM ticket_messages WHERE ticket_id = ? AND delivered_at IS NULL)",
                 [delivery.ticket_id, delivery.ticket_id])
+
+
+class Undeliverable(Exception):
+    """The channel cannot reach this citizen any more (blocked the bot, chat deleted): do not retry."""
+
+
+class Courier:
+    """Delivers staff replies to the citizens of one channel: `await Courier(handoff, "zalo", send).run(stop)`.
+
+    `send(address, text)` is the channel's own "send a message to this citizen" (async). It raises `Undeliverable`
+    when the citizen cannot be reached (the reply is then dropped and logged); any other exception means "try
+    again later" (the reply stays queued)."""
+
+    def __init__(self, handoff: Handoff, channel: str, send: Callable[[str, str], Awaitable[Any]],
+                 interval: float = 2.0, on_undeliverable: Callable[[Delivery, Exception], Awaitable[Any]] | None = None):
+        self.handoff, self.channel, self.send, self.interval = handoff, channel, send, interval
+        self.on_undeliverable = on_undeliverable
+
+    async def pump(self) -> int:
+        """Deliver every queued reply of this channel once; returns how many were delivered."""
+        delivered = 0
+        for delivery in await asyncio.to_thread(self.handoff.pending_replies, self.channel):
+            try:
+                await self.send(delivery.address, delivery.text)
+                delivered += 1
+            except Undeliverable as e:
+                log.warning("handoff reply %s on %s undeliverable: %s", delivery.id, self.channel, e)
+                if self.on_undeliverable is not None:
+                    await self.on_undeliverable(delivery, e)
+            await asyncio.to_thread(self.handoff.mark_delivered, delivery)
+        return delivered
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Pump every `interval` seconds until `stopping` is set (a pass under way is finished first)."""
+        while not stopping.is_set():
+            try:
+                await self.pump()
+            except Exception:
+                log.exception("delivering handoff replies on %s failed; retrying", self.channel)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.interval)

@@ -224,6 +224,12 @@ class QuestionLog:
                 [self.user_key(channel, user), channel, count]))
         return rows[::-1]
 
+    def ticket_count(self, since: datetime | None = None) -> int:
+        """How many handoff tickets were opened (all of them, or since a time)."""
+        with self.lock:
+            return self.db.execute("SELECT count(*) FROM tickets WHERE opened_at >= ?",
+                                   [stamp(since) if since else ""]).fetchone()[0]
+
     def purge(self, days: int) -> dict[str, int]:
         """Delete questions (and closed tickets) older than `days` days; returns how many rows of each went."""
         cutoff = stamp(self.clock() - timedelta(days=days))

@@ -21,8 +21,8 @@ STOPWORDS = frozenset(
     nhieu nhu nhung noi o oi phai qua ra roi sao se tai the thi thu tuc toi tren tu va vay ve vi voi xin
     u uh vang dc ko k j z ntn""".split()
 )
-DENSE_CANDIDATES = 64
-LEXICAL_CANDIDATES = 50
+DENSE_CANDIDATES = 32  # nearest chunks; 64 (and 50 hits) found nothing more on portal-dev: BENCHMARKS.md
+LEXICAL_CANDIDATES = 24
 LEXICAL_TERMS = 24
 DENSE_CHARS = 400
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
@@ -170,6 +170,12 @@ class Retriever:
         self.idf = np.log(1 + (n - counts + 0.5) / (counts + 0.5))
         # Chunk vectors, to score every candidate exactly (not only those among the nearest chunks).
         self.vectors = stored_vectors(data.faiss_index)
+        # One search thread: full-text search holds the other core meanwhile, and FAISS's OpenMP threads spin
+        # waiting for a busy core (a 24k-chunk exact search took 40 ms with 2 threads on a loaded machine, 6.5 ms
+        # with one).
+        import faiss
+
+        faiss.omp_set_num_threads(1)
         self.folded_titles = {e: " ".join(syllables(row["title"])) for e, row in data.entries.items()}
         names = {NAME, QUESTION}
         self.entry_chunks: dict[str, tuple[list[int], list[int]]] = {}  # (name-like chunks, passages)

@@ -196,6 +196,7 @@ class TelegramChannel:
         self.chats: set[int] = set()
         self.latencies: deque[float] = deque(maxlen=2000)
         self.errors = 0
+        self._typing: dict[int, float] = {}  # chat → when "typing…" was last sent
 
     # --- building ---
     def build(self, token: str, base_url: str | None = None) -> Application:
@@ -215,6 +216,10 @@ class TelegramChannel:
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGES & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                        self.on_non_text))
         app.add_error_handler(self.on_error)
+        if self.desk.handoff is not None and self.settings.staff_chat:  # handoff: tickets to staff, replies back
+            from .handoff_telegram import StaffRelay
+
+            StaffRelay(self.desk.handoff, self.settings.staff_chat).install(app)
         return app
 
     # --- keyboard ---
@@ -275,7 +280,14 @@ class TelegramChannel:
                 await asyncio.sleep(self.retry_delay * 2 ** attempt)
 
     async def _typing_later(self, bot, chat_id: int) -> None:
+        """"typing…" when an answer is slow (a queue); Telegram shows it for 5 s, so once per 4 s per chat."""
         await asyncio.sleep(self.typing_after)
+        now = time.monotonic()
+        if now - self._typing.get(chat_id, -10.0) < 4.0:
+            return
+        self._typing[chat_id] = now
+        if len(self._typing) > 10_000:
+            self._typing = {c: t for c, t in self._typing.items() if now - t < 4.0}
         with contextlib.suppress(TelegramError):
             await bot.send_chat_action(chat_id, ChatAction.TYPING)
 
@@ -284,7 +296,8 @@ class TelegramChannel:
         """Ask the desk in this chat's conversation and send the reply with its buttons."""
         chat = update.effective_chat
         assert chat is not None
-        self.chats.add(chat.id)
+        if len(self.chats) < 1_000_000:  # for /stats; bounded
+            self.chats.add(chat.id)
         typing = asyncio.create_task(self._typing_later(context.bot, chat.id))
         started = time.perf_counter()
         try:

@@ -147,6 +147,12 @@ def check_markup(markup: Any) -> None:
     """Refuse an inline keyboard the way Telegram does."""
     if markup is None:
         return
+    if isinstance(markup, dict) and "force_reply" in markup:  # ForceReply: the client opens a reply to the message
+        if markup["force_reply"] is not True or set(markup) - {"force_reply", "input_field_placeholder", "selective"}:
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+        if not 1 <= len(str(markup.get("input_field_placeholder", "x"))) <= 64:
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+        return
     rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise ApiError(400, "Bad Request: can't parse inline keyboard button: field \"inline_keyboard\" of the "

@@ -109,3 +109,60 @@ def test_handoff_off_when_log_is_off(small_index, encoder, monkeypatch):
         assert desk.ask("web", "u", "thủ tục nuôi cá sấu làm cảnh").follow_ups == []
     finally:
         desk.close()
+
+
+def test_a_failing_database_gets_an_apology_with_the_hotline(tmp_path, caplog):
+    log = QuestionLog(tmp_path / "q.db", b"s")
+    handoff = Handoff(log, {"name": "Tổng đài thử", "number": "1900 0000"})
+    log.db.close()  # the database is gone (a full disk or a lock behaves alike: sqlite3 raises)
+    answer = handoff.open_ticket("web", "u", "/canbo")
+    assert answer.kind == "error" and "Tổng đài thử 1900 0000" in answer.parts[0][1] and "mã lỗi" in answer.parts[0][1]
+    assert "error" in caplog.text and "handoff ticket" in caplog.text
+
+
+def test_courier_delivers_on_its_channel_retries_and_drops_the_unreachable(tmp_path):
+    import asyncio
+
+    from bot.handoff import Courier, Undeliverable
+
+    log = QuestionLog(tmp_path / "q.db", b"s")
+    handoff = Handoff(log)
+    for n, (channel, user) in enumerate([("zalo", "z-ok"), ("zalo", "z-blocked"), ("zalo", "z-flaky"), ("web", "w")]):
+        handoff.open_ticket(channel, user, "/canbo")
+        handoff.mark_notified(n + 1, f"ref{n + 1}")
+        handoff.staff_reply(f"ref{n + 1}", f"trả lời {n + 1}")
+    sent: list[tuple[str, str]] = []
+    dropped: list[int] = []
+    flaky = {"z-flaky": 1}
+
+    async def send(address: str, text: str) -> None:
+        if address == "z-blocked":
+            raise Undeliverable("người dùng đã chặn OA")
+        if flaky.get(address):
+            flaky[address] -= 1
+            raise ConnectionError("Zalo không phản hồi")
+        sent.append((address, text))
+
+    async def report(delivery, error) -> None:
+        dropped.append(delivery.ticket_id)
+
+    courier = Courier(handoff, "zalo", send, interval=0.01, on_undeliverable=report)
+    try:
+        with pytest.raises(ConnectionError):
+            asyncio.run(courier.pump())  # the flaky one stays queued
+        assert sent == [("z-ok", "Cán bộ trả lời yêu cầu số 1 của bạn:\n\ntrả lời 1")] and dropped == [2]
+        assert [d.address for d in handoff.pending_replies("zalo")] == ["z-flaky"]
+
+        async def run_until_done():
+            stopping = asyncio.Event()
+            task = asyncio.create_task(courier.run(stopping))
+            while handoff.pending_replies("zalo"):
+                await asyncio.sleep(0.01)
+            stopping.set()
+            await task
+
+        asyncio.run(run_until_done())
+        assert sent[-1] == ("z-flaky", "Cán bộ trả lời yêu cầu số 3 của bạn:\n\ntrả lời 3")
+        assert [d.address for d in handoff.pending_replies("web")] == ["w"]  # another channel's reply waits for it
+    finally:
+        log.close()

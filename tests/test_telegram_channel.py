@@ -448,3 +448,17 @@ def test_split_html_keeps_tags_whole_and_words_unbroken(items, limit):
     assert " ".join(" ".join(v.split()) for v in visible) == " ".join(html_visible(text).split())
     assert all(w in " ".join(visible).split() for w in html_visible(text).split())  # no word cut
 
+
+
+def test_command_line_refuses_to_start_without_its_secrets(monkeypatch, capsys):
+    from bot.cli import main
+
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    assert main(["telegram"]) == 2
+    assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("CCHC_TELEGRAM_WEBHOOK_URL", "http://bot.example.gov.vn/telegram")
+    assert main(["telegram", "--webhook"]) == 2
+    err = capsys.readouterr().err
+    assert "TELEGRAM_WEBHOOK_SECRET" in err and "webhook_url" in err

@@ -1,0 +1,73 @@
+"""The ranking levers of bench/levers.py and the latency benchmark."""
+
+import re
+
+import faiss
+import numpy as np
+
+from bench import latency
+from bench.fit import hit_at_1
+from bench.levers import (
+    LEAD_IN,
+    fit_softmax,
+    level_agreement,
+    question_levels,
+    title_extra,
+    variant_split,
+)
+from bot.assistant import Assistant
+
+
+def test_question_levels_read_the_administrative_level_named():
+    assert question_levels("Nộp hồ sơ ở UBND xã hay phường?") == {"xa"}
+    assert question_levels("Bảo hiểm xã hội tự nguyện đóng ở đâu?") == set()
+    assert question_levels("Sở Tư pháp cấp phiếu lý lịch trong bao lâu?") == {"tinh"}
+    assert question_levels("Bộ Tư pháp có cấp giấy phép này không?") == {"bo"}
+    assert question_levels("đường bộ bị hỏng thì báo ai") == set()
+
+
+def test_lead_ins_of_letters_are_dropped():
+    assert LEAD_IN.sub("", "Kính gửi Cục Hàng không Việt Nam, công ty tôi muốn hỏi") == "công ty tôi muốn hỏi"
+    assert LEAD_IN.sub("", "Đề nghị cho biết hồ sơ gồm những gì?") == "hồ sơ gồm những gì?"
+    assert LEAD_IN.sub("", "Xin hỏi: đăng ký kết hôn ở đâu") == "đăng ký kết hôn ở đâu"
+    assert LEAD_IN.sub("", "Đăng ký kết hôn ở đâu") == "Đăng ký kết hôn ở đâu"
+
+
+def test_candidate_features_over_the_shipped_base(shipped):
+    r = shipped.retriever
+    assert level_agreement(r, "Đăng ký khai sinh ở UBND xã", "dang-ky-khai-sinh") == 1.0
+    assert level_agreement(r, "Bộ Ngoại giao có đăng ký khai sinh không", "dang-ky-khai-sinh") == -1.0
+    assert level_agreement(r, "đăng ký khai sinh", "dang-ky-khai-sinh") == 0.0
+    # "Đăng ký khai sinh (làm giấy khai sinh)": "giay" is not in the question ("lam" is a stopword).
+    assert title_extra(r, "đăng ký khai sinh", "dang-ky-khai-sinh") == 1.0
+    assert title_extra(r, "đăng ký làm giấy khai sinh", "dang-ky-khai-sinh") == 0.0
+    both, entry_only, question_only = (variant_split(i) for i in range(3))
+    assert (both(r, "cấp lại thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc"),
+            question_only(r, "gia hạn thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc")) == (1.0, 1.0)
+    assert entry_only(r, "thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc") >= 1.0
+
+
+def test_softmax_fit_puts_the_relevant_candidate_first():
+    rng = np.random.default_rng(0)
+    groups = []
+    for _ in range(40):
+        x = rng.normal(size=(8, 3))
+        y = np.zeros(8, dtype=bool)
+        y[int(np.argmax(x[:, 0] + 2 * x[:, 2]))] = True  # relevance follows features 0 and 2, not 1
+        groups.append((x, y))
+    w = fit_softmax([groups[:20]], (1.0,))
+    assert w[2] > w[0] > abs(w[1])
+    assert hit_at_1(groups[20:], w) >= 0.9
+
+
+def test_dense_search_runs_on_one_thread(small_index, encoder):
+    Assistant(small_index, encoder=encoder).load()
+    assert faiss.omp_get_max_threads() == 1
+
+
+def test_latency_benchmark_prints_percentiles(small_index, monkeypatch, capsys):
+    monkeypatch.setenv("CCHC_CONFIG", str(small_index.base / "config.toml"))
+    assert latency.main(["--questions", "5"]) == 0
+    out = capsys.readouterr().out
+    p50, p95 = (float(v) for v in re.findall(r"p(?:50|95) ([0-9.]+) ms", out))
+    assert 0 < p50 <= p95, out
