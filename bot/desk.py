@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .answer import Answer, Conversation
+from .handoff import BUTTON as HANDOFF_BUTTON
+from .handoff import is_request as is_handoff_request
 from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
 from .text import clean
 
@@ -81,11 +83,12 @@ class RateLimit:
 class Desk:
     """Answers citizens on any channel, remembering each one's conversation."""
 
-    def __init__(self, assistant, *, log: QuestionSink | None = None, max_chars: int = 1000,
+    def __init__(self, assistant, *, log: QuestionSink | None = None, handoff=None, max_chars: int = 1000,
                  rate_count: int = 20, rate_seconds: float = 60.0, conversations: int = 50_000,
                  clock: Callable[[], float] = time.monotonic):
         self.assistant = assistant
         self.log = log
+        self.handoff = handoff  # bot.handoff.Handoff: requests for a person become tickets
         self.max_chars = max_chars
         self.rate = RateLimit(rate_count, rate_seconds, clock)
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
@@ -115,16 +118,22 @@ class Desk:
             cut = text.rfind(" ", 0, self.max_chars)
             text = text[: cut if cut > self.max_chars // 2 else self.max_chars]
             notes.append(LONG_NOTE.format(limit=self.max_chars))
+        if self.handoff is not None and is_handoff_request(text):
+            return Reply(self.handoff.open_ticket(channel, user, text), None, notes)
         started = time.perf_counter()
-        answer = self.assistant.ask(text, self.conversation(channel, user))
+        conversation = self.conversation(channel, user)
+        answer = self.assistant.ask(text, conversation)
         latency_ms = (time.perf_counter() - started) * 1000
         question_id = None
         if self.log is not None:
             question_id = self.log.record(channel=channel, user=user, question=text, answer=answer,
                                           latency_ms=latency_ms)
         follow_ups = []
-        if answer.kind == "answer" and answer.entry_id and self._is_procedure(answer.entry_id):
+        # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
+        if answer.kind == "answer" and conversation.last_entry and self._is_procedure(conversation.last_entry):
             follow_ups = [(label, q) for section, label, q in FOLLOW_UPS if section not in answer.aspects]
+        if answer.kind == "decline" and self.handoff is not None:
+            follow_ups.append(HANDOFF_BUTTON)
         return Reply(answer, question_id, notes, follow_ups)
 
     def _is_procedure(self, entry_id: str) -> bool:
@@ -140,15 +149,25 @@ class Desk:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.ask, channel, user, text)
 
     def close(self) -> None:
-        """Finish the question being answered and stop the worker."""
+        """Finish the question being answered, stop the worker and close the log."""
         self._pool.shutdown(wait=True)
+        if self.log is not None and hasattr(self.log, "close"):
+            self.log.close()
 
 
 def open_desk(cfg, assistant=None) -> Desk:
-    """The desk a channel serves from: the assistant over the serving index, limits from [answer]."""
+    """The desk a channel serves from: the assistant over the serving index, limits from [answer], the question
+    log in <data>/log/questions.db unless [log] enabled = false."""
     if assistant is None:
         from .assistant import Assistant
 
         assistant = Assistant(cfg).load()
-    return Desk(assistant, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
+    log = handoff = None
+    if cfg.log.enabled:
+        from .handoff import Handoff
+        from .qlog import QuestionLog
+
+        log = QuestionLog.open(cfg)
+        handoff = Handoff(log, assistant.data.hotline if assistant.data else None)
+    return Desk(assistant, log=log, handoff=handoff, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
                 rate_seconds=cfg.answer.rate_seconds)

@@ -152,3 +152,14 @@ def test_aspect_the_faq_does_not_answer_comes_from_its_procedure(assistant):
     assert answer.parts[0][0] == NOI_NOP
     ids = [s.id for s in answer.sources]
     assert ids[0] == "dang-ky-khai-sinh" and "hoi-dap-khai-sinh-qua-han" in ids and len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("question, top", [
+    ("đăng ký khai sinh", "dang-ky-khai-sinh"),  # names no FAQ's own point: the procedure card
+    ("làm giấy khai sinh cho con", "dang-ky-khai-sinh"),
+    ("ông bà đi khai sinh cho cháu được không", "hoi-dap-khai-sinh-ong-ba-di-lam-thay"),  # the FAQ's point
+])
+def test_a_general_question_gets_the_procedure_not_a_special_case_faq(shipped, question, top):
+    answer = shipped.ask(question)
+    assert answer.entry_id == top
+    assert [s.id for s in answer.sources][:1] == [top]

@@ -1,0 +1,243 @@
+"""The question log: every question a channel answered, masked and keyed pseudonymously, in SQLite.
+
+Staff learn from it what citizens ask and what the bot could not answer (`python -m bot review`, `report`).
+Personal data never reaches the disk: ID numbers, phone numbers and emails (and dossier codes unless configured)
+are replaced by placeholders before a row is written, and a citizen is stored as a keyed hash of their channel id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .answer import Answer
+from .text import clean, fold
+
+KEY_ENV = "LOG_HASH_KEY"  # not CCHC_…: those names are config overrides
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, sortable, understood by SQLite's date functions
+
+# Placeholders that replace personal data (what kind of thing was there stays visible to staff).
+EMAIL, ID12, ID9, PHONE, DOSSIER = "[email]", "[số CCCD]", "[số CMND]", "[số điện thoại]", "[mã hồ sơ]"
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# National dossier codes (mã hồ sơ), e.g. 000.00.15.H12-240101-0001, and the short H12.34-240101-0001 forms.
+_DOSSIER = re.compile(r"(?<![\w.])(?:\d{3}\.\d{2}\.\d{2}\.)?[A-Z]\d{2}(?:\.\d{1,3})?-\d{6}-\d{3,5}(?![\w])", re.I)
+_SEP = r"[ .\-]?"
+# 12-digit citizen ID (CCCD / personal identification number), also written in groups: 001 099 012 345.
+_ID12 = re.compile(rf"(?<![\d\w])\d(?:{_SEP}\d){{11}}(?![\d\w])")
+# Phones: +84 / 0084 / (+84) then 9 digits; or a leading 0 then 9–10 digits; separators may be spaces, dots, dashes.
+_PHONE_INTL = re.compile(rf"(?:\(\s*)?(?:\+|\b00)84(?:\s*\))?{_SEP}\(?0?\)?{_SEP}\d(?:{_SEP}\d){{7,9}}(?![\d\w])")
+_PHONE_BARE84 = re.compile(rf"(?<![\d\w])84{_SEP}[35789](?:{_SEP}\d){{8}}(?![\d\w])")  # 84912345678: a mobile without the +
+_PHONE = re.compile(rf"(?<![\d\w+])\(?0\d{{1,3}}\)?{_SEP}\d(?:{_SEP}\d){{5,8}}(?![\d\w])")
+# 9-digit identity card (CMND), also 123 456 789 (not dotted: 100.000.000 is an amount).
+_ID9 = re.compile(r"(?<![\d\w.,])\d{3}(?: ?\d{3}){2}(?![\d\w]|[.,]\d)")
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def mask(text: str, keep_dossier_codes: bool = False) -> str:
+    """Replace ID numbers, phone numbers, emails (and dossier codes unless kept) by placeholders."""
+    text = _EMAIL.sub(EMAIL, text)
+    if not keep_dossier_codes:
+        text = _DOSSIER.sub(DOSSIER, text)
+    text = _PHONE_BARE84.sub(PHONE, _PHONE_INTL.sub(PHONE, text))
+    text = _ID12.sub(ID12, text)
+    text = _PHONE.sub(lambda m: PHONE if 10 <= _digits(m.group()) <= 11 else m.group(), text)
+    return _ID9.sub(ID9, text)
+
+
+def hash_key(data_dir: Path, env: dict[str, str] | None = None) -> bytes:
+    """The secret of the pseudonymous user keys: $LOG_HASH_KEY, else one generated once into secrets/log.key."""
+    env = dict(os.environ) if env is None else env
+    if env.get(KEY_ENV):
+        return env[KEY_ENV].encode("utf-8")
+    path = data_dir / "secrets" / "log.key"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip().encode("ascii")
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return path.read_text(encoding="ascii").strip().encode("ascii")
+
+
+def user_key(secret: bytes, channel: str, user: str) -> str:
+    """A stable pseudonym of one citizen on one channel (HMAC-SHA256; the raw id cannot be recovered)."""
+    return hmac.new(secret, f"{channel}:{user}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """A time as stored in the log (UTC)."""
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+# Schema migrations, in order; version N is reached by running the first N. Never rewrite a shipped step:
+# add a new one. Steps only add tables and columns, so no row is ever lost.
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("questions").create({
+        "id": int, "asked_at": str, "channel": str, "user_key": str, "question": str, "folded": str,
+        "kind": str, "declined": int, "confidence": float, "entry_id": str, "title": str, "top_entries": str,
+        "latency_ms": float, "feedback": int, "feedback_at": str,
+    }, pk="id")
+    db.table("questions").create_index(["asked_at"])
+    db.table("questions").create_index(["user_key", "channel"])
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    db.table("tickets").create({
+        "id": int, "opened_at": str, "channel": str, "user_key": str, "address": str, "reason": str,
+        "question_id": int, "turns": str, "status": str, "staff_ref": str, "updated_at": str,
+    }, pk="id")
+    db.table("tickets").create_index(["status"])
+    db.table("tickets").create_index(["staff_ref"])
+    db.table("ticket_messages").create({"id": int, "ticket_id": int, "at": str, "sender": str, "text": str},
+                                 pk="id", foreign_keys=[("ticket_id", "tickets", "id")])
+    db.table("ticket_messages").create_index(["ticket_id"])
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    db.table("ticket_messages").add_column("delivered_at", str)  # staff replies work as an outbox per channel
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+
+
+class SchemaError(RuntimeError):
+    """The log was written by a newer version of the bot."""
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[Callable[[sqlite_utils.Database], None]] = MIGRATIONS) -> int:
+    """Bring the schema to the latest version, one step per transaction; returns the version reached."""
+    while True:
+        db.conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see the new version
+        try:
+            version = db.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(migrations):
+                raise SchemaError(f"question log schema version {version} is newer than this bot "
+                                  f"(knows {len(migrations)}): update the bot")
+            if version == len(migrations):
+                db.conn.execute("COMMIT")
+                return version
+            migrations[version](db)
+            db.conn.execute(f"PRAGMA user_version = {version + 1}")
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+
+
+class QuestionLog:
+    """The question log of `bot.desk.QuestionSink`, over SQLite (WAL) through sqlite-utils; thread-safe."""
+
+    def __init__(self, path: str | Path, secret: bytes, keep_dossier_codes: bool = False,
+                 clock: Callable[[], datetime] = _now):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.secret, self.keep_dossier_codes, self.clock = secret, keep_dossier_codes, clock
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.enable_wal()
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.lock = threading.RLock()
+        self.version = migrate(self.db)
+
+    @classmethod
+    def open(cls, cfg, env: dict[str, str] | None = None) -> QuestionLog:
+        """The log of a deployment: <data>/log/questions.db, user keys from $LOG_HASH_KEY or secrets/log.key."""
+        return cls(cfg.data_dir / "log" / "questions.db", hash_key(cfg.data_dir, env),
+                   keep_dossier_codes=cfg.log.keep_dossier_codes)
+
+    def mask(self, text: str) -> str:
+        """Personal data replaced by placeholders, as every stored text is."""
+        return mask(text, self.keep_dossier_codes)
+
+    def user_key(self, channel: str, user: str) -> str:
+        """The pseudonym stored for a citizen."""
+        return user_key(self.secret, channel, str(user))
+
+    def record(self, *, channel: str, user: str, question: str, answer: Answer, latency_ms: float) -> int | None:
+        """Store one answered question (masked); returns its id for feedback."""
+        text = self.mask(clean(question or ""))
+        row = {
+            "asked_at": stamp(self.clock()), "channel": channel, "user_key": self.user_key(channel, user),
+            "question": text, "folded": fold(text), "kind": answer.kind, "declined": int(answer.declined),
+            "confidence": round(float(answer.confidence), 4), "entry_id": answer.entry_id,
+            "title": answer.title or None,
+            "top_entries": json.dumps([s.id for s in answer.sources], ensure_ascii=False),
+            "latency_ms": round(float(latency_ms), 1), "feedback": None, "feedback_at": None,
+        }
+        with self.lock:
+            return self.db.table("questions").insert(row).last_rowid
+
+    def feedback(self, question_id: int, value: int) -> bool:
+        """Record 👍 (+1) or 👎 (-1) on a stored question; False for an unknown id or another value."""
+        if value not in (1, -1):
+            return False
+        try:
+            question_id = int(question_id)
+        except (TypeError, ValueError):
+            return False
+        with self.lock:
+            cursor = self.db.execute("UPDATE questions SET feedback = ?, feedback_at = ? WHERE id = ?",
+                                     [value, stamp(self.clock()), question_id])
+            return cursor.rowcount > 0
+
+    def question(self, question_id: int) -> dict[str, Any] | None:
+        """One stored question as a dict, or None."""
+        with self.lock:
+            rows = list(self.db.query("SELECT * FROM questions WHERE id = ?", [question_id]))
+        return rows[0] if rows else None
+
+    def questions(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Stored questions, oldest first (all of them, or those asked since a time)."""
+        with self.lock:
+            if since is None:
+                return list(self.db.query("SELECT * FROM questions ORDER BY id"))
+            return list(self.db.query("SELECT * FROM questions WHERE asked_at >= ? ORDER BY id", [stamp(since)]))
+
+    def last_turns(self, channel: str, user: str, count: int = 5) -> list[dict[str, Any]]:
+        """The last questions of one citizen on one channel, oldest first."""
+        with self.lock:
+            rows = list(self.db.query(
+                "SELECT id, asked_at, question, kind, title, confidence, feedback FROM questions "
+                "WHERE user_key = ? AND channel = ? ORDER BY id DESC LIMIT ?",
+                [self.user_key(channel, user), channel, count]))
+        return rows[::-1]
+
+    def purge(self, days: int) -> dict[str, int]:
+        """Delete questions (and closed tickets) older than `days` days; returns how many rows of each went."""
+        cutoff = stamp(self.clock() - timedelta(days=days))
+        with self.lock, self.db.atomic():
+            old = [r[0] for r in self.db.execute(
+                "SELECT id FROM tickets WHERE updated_at < ? AND status = 'closed'", [cutoff]).fetchall()]
+            for start in range(0, len(old), 500):
+                chunk = old[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"DELETE FROM ticket_messages WHERE ticket_id IN ({marks})", chunk)
+                self.db.execute(f"DELETE FROM tickets WHERE id IN ({marks})", chunk)
+            questions = self.db.execute("DELETE FROM questions WHERE asked_at < ?", [cutoff]).rowcount
+        return {"questions": questions, "tickets": len(old)}
+
+    def close(self) -> None:
+        """Close the database."""
+        with self.lock:
+            self.db.close()
