@@ -101,12 +101,14 @@ def _short(text: str, limit: int) -> str:
 
 
 def reply_buttons(reply: Reply) -> list[dict]:
-    """Online-service links as `oa.open.url`, then follow-ups (or, on a decline, suggestions) as `oa.query.hide`."""
+    """Online-service links as `oa.open.url`, then suggestions and follow-ups as `oa.query.hide` (at most 5)."""
     answer = reply.answer
+    queries = [(s, s) for s in answer.suggestions] + list(reply.follow_ups)
+    queries = queries[: MAX_BUTTONS - 1]  # leave room for at least one link
+    links = [x for x in answer.links if x.url.startswith(("https://", "http://"))]
     buttons = [{"title": _short(x.title, BUTTON_TITLE), "type": "oa.open.url", "payload": {"url": x.url}}
-               for x in answer.links[:2] if x.url.startswith(("https://", "http://"))]
-    queries = list(reply.follow_ups) or [(s, s) for s in answer.suggestions]
-    for label, question in queries[: MAX_BUTTONS - len(buttons)]:
+               for x in links[: MAX_BUTTONS - len(queries)]]
+    for label, question in queries:
         buttons.append({"title": _short(label, BUTTON_TITLE), "type": "oa.query.hide",
                         "payload": _short(QUERY_PREFIX + question, BUTTON_PAYLOAD)})
     return buttons

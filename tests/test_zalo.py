@@ -18,7 +18,7 @@ from bot.answer import Answer, Link
 from bot.config import load_config
 from bot.desk import Desk, Reply
 from bot.web import make_app
-from bot.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_messages, signature, split_text
+from bot.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature, split_text
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_forged_missing_and_replayed_events_are_rejected_and_not_processed(desk,
     async def scenario():
         async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, cfg):
             event = zalo.text_event("forger", "lệ phí khai sinh")
-            raw = json.dumps(event).encode()
+            raw = json.dumps(event, ensure_ascii=False).encode()
             wrong_key = zalo_signature(zalo.app_id, raw, event["timestamp"], "guessed-secret")
             assert (await zalo.deliver(url, event, signature=wrong_key))[0] == 401
             assert (await zalo.deliver(url, event, signature=""))[0] == 401  # no header at all
@@ -203,5 +203,10 @@ def test_a_long_answer_is_split_and_buttons_stay_within_zalos_limits():
     assert len(messages) > 1 and all(len(m["text"]) <= 2000 for m in messages)
     assert all("attachment" not in m for m in messages[:-1])
     buttons = messages[-1]["attachment"]["payload"]["buttons"]
-    assert len(buttons) == 5 and [b["type"] for b in buttons[:2]] == ["oa.open.url"] * 2
-    assert buttons[2] == {"title": "Nút 0", "type": "oa.query.hide", "payload": "#Câu hỏi 0?"}
+    assert len(buttons) == 5 and [b["type"] for b in buttons] == ["oa.open.url"] + ["oa.query.hide"] * 4
+    assert buttons[1] == {"title": "Nút 0", "type": "oa.query.hide", "payload": "#Câu hỏi 0?"}
+    declined = Reply(Answer("q", "decline", parts=[("", "Xin lỗi")], suggestions=["Đăng ký khai sinh"],
+                            links=answer.links), follow_ups=[("👤 Gặp cán bộ", "Tôi muốn gặp cán bộ")])
+    buttons = reply_buttons(declined)
+    assert [b["title"] for b in buttons] == ["Cổng Dịch vụ công quốc gia", "Cổng tỉnh", "Đăng ký khai sinh",
+                                             "👤 Gặp cán bộ"]

@@ -71,7 +71,7 @@
     group.setAttribute("role", "group");
     group.setAttribute("aria-label", "Đánh giá câu trả lời");
     group.appendChild(el("span", "", "Câu trả lời có hữu ích không?"));
-    var buttons = [[1, "👍 Hữu ích"], [-1, "👎 Chưa đúng"]].map(function (pair) {
+    var buttons = [[1, "✓ Hữu ích"], [-1, "✗ Chưa đúng"]].map(function (pair) {
       var b = el("button", "", pair[1]);
       b.type = "button";
       b.setAttribute("aria-pressed", "false");
