@@ -30,7 +30,7 @@ BAD_FEEDBACK = "Góp ý cần {\"question_id\": số, \"value\": 1 hoặc -1}."
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return web.json_response({"error": message}, status=status, dumps=lambda x: json.dumps(x, ensure_ascii=False))
 
 
 async def _read_json(request: web.Request, limit: int) -> dict | web.Response:
