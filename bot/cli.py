@@ -1,4 +1,4 @@
-"""Command line: `python -m bot chat`, `python -m bot ask "câu hỏi"`, `python -m bot ask --json`."""
+"""Command line: `python -m bot chat`, `python -m bot ask "câu hỏi"`, `python -m bot ask --json`, `python -m bot serve`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,20 @@ def telegram(args: argparse.Namespace) -> int:
     return run(cfg, webhook=args.webhook)
 
 
+def serve(args: argparse.Namespace) -> int:
+    """The web server: Zalo OA webhook, JSON API and the embeddable web chat."""
+    from .index import IndexUnavailable
+    from .web import serve as run
+
+    try:
+        cfg = load_config(args.config)
+        print(f"Trợ lý CCHC: http://{cfg.web.listen}:{cfg.web.port}/ (Ctrl+C để dừng)", file=sys.stderr, flush=True)
+        run(cfg)
+    except (ConfigError, IndexUnavailable) as e:
+        sys.exit(f"Lỗi: {e}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="python -m bot", description="Trợ lý CCHC")
@@ -98,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from .staff import register as register_staff
 
     register_staff(sub)  # log purge, review, report
+    p_serve = sub.add_parser("serve", help="web server: Zalo OA webhook, JSON API, embeddable web chat")
+    p_serve.set_defaults(func=serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args))

@@ -56,12 +56,15 @@ class ZaloSettings:
     api_url: str = "https://openapi.zalo.me"  # OA message API base URL
     oauth_url: str = "https://oauth.zaloapp.com"  # token refresh base URL
     max_age: int = 300  # seconds a webhook's timestamp stays fresh (older: a replay)
+    timeout: int = 10  # seconds for one call to the OA API
 
 
 @dataclass(frozen=True)
 class WebSettings:
     listen: str = "127.0.0.1"  # `python -m bot serve`: Zalo webhook, JSON API and web chat
     port: int = 8080
+    max_body: int = 16384  # bytes of one API request (a longer question is refused with 413)
+    frame_ancestors: str = "*"  # CSP frame-ancestors: the portals allowed to embed the chat in an iframe
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,225 @@
+"""A local fake of Zalo: it signs webhook events exactly as Zalo does and serves the OA message and token APIs.
+
+    async with FakeZalo() as zalo:                      # serves on 127.0.0.1, a free port
+        env = zalo.env()                                # ZALO_* variables for the bot
+        status = await zalo.deliver(url, zalo.text_event("user-1", "lệ phí khai sinh"))
+        sent = await zalo.wait_sent(1)                  # what the bot sent, as Zalo received it
+        zalo.expire_token()                             # the next send gets error -216
+        zalo.fail_next(-32, "Quota exceeded")            # fault injection: the next sends fail with this error
+
+Like Zalo, both APIs answer HTTP 200 with an `error` code in the body. Anything the real API would refuse (a
+missing or unknown token, a text over 2,000 characters, an unknown button type, more than 5 buttons, a malformed
+body) is refused with Zalo's error shape, and recorded in `refused`, so a test can assert there was none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+BUTTON_TYPES = {"oa.open.url", "oa.query.show", "oa.query.hide", "oa.open.sms", "oa.open.phone"}
+
+
+def zalo_signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: str) -> str:
+    """Zalo's X-ZEvent-Signature, written from its documentation (independently of bot.zalo)."""
+    return "mac=" + hashlib.sha256(f"{app_id}{body.decode()}{timestamp}{oa_secret_key}".encode()).hexdigest()
+
+
+@dataclass
+class Sent:
+    """One message the OA API accepted."""
+
+    user_id: str
+    message: dict
+    token: str
+
+    @property
+    def text(self) -> str:
+        return self.message.get("text", "")
+
+    @property
+    def buttons(self) -> list[dict]:
+        return ((self.message.get("attachment") or {}).get("payload") or {}).get("buttons", [])
+
+
+@dataclass
+class FakeZalo:
+    """The Zalo platform as a bot sees it: webhook sender, OA message API, OAuth token API."""
+
+    app_id: str = "4242424242424242424"
+    oa_id: str = "1717171717171717171"
+    oa_secret_key: str = "fake-oa-secret-key"
+    app_secret: str = "fake-app-secret"
+    access_token: str = "access-0"
+    refresh_token: str = "refresh-0"
+    sent: list[Sent] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)  # calls answered with an error, and why
+    refreshes: int = 0
+    url: str = ""
+    _faults: list[tuple[int, str]] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    # --- lifecycle ---
+
+    async def __aenter__(self) -> FakeZalo:
+        app = web.Application()
+        app.router.add_post("/v3.0/oa/message/cs", self._message_cs)
+        app.router.add_post("/v4/oa/access_token", self._access_token)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._session = aiohttp.ClientSession()
+        self._changed = asyncio.Condition()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._session.close()
+        await self._runner.cleanup()
+
+    def env(self) -> dict[str, str]:
+        """The environment a bot needs to talk to this fake (secrets and base URLs)."""
+        return {"ZALO_APP_ID": self.app_id, "ZALO_OA_SECRET_KEY": self.oa_secret_key,
+                "ZALO_APP_SECRET": self.app_secret, "ZALO_ACCESS_TOKEN": self.access_token,
+                "ZALO_REFRESH_TOKEN": self.refresh_token,
+                "CCHC_ZALO_API_URL": self.url, "CCHC_ZALO_OAUTH_URL": self.url}
+
+    # --- fault injection ---
+
+    def expire_token(self) -> None:
+        """The current access token expires: sends with it get -216 until the bot refreshes."""
+        self.access_token = f"access-expired-{next(self._ids)}"
+
+    def fail_next(self, error: int, message: str, times: int = 1) -> None:
+        """The next `times` message sends fail with this Zalo error code."""
+        self._faults.extend([(error, message)] * times)
+
+    # --- webhooks, signed like Zalo ---
+
+    def _stamp(self) -> str:
+        return str(int(time.time() * 1000))
+
+    def text_event(self, user: str, text: str, msg_id: str | None = None, timestamp: str | None = None) -> dict:
+        """A `user_send_text` event (a typed message, or the payload of an oa.query button)."""
+        stamp = timestamp or self._stamp()
+        return {"app_id": self.app_id, "sender": {"id": user}, "user_id_by_app": f"app-{user}",
+                "recipient": {"id": self.oa_id}, "event_name": "user_send_text",
+                "message": {"text": text, "msg_id": msg_id or f"msg{next(self._ids):012d}"}, "timestamp": stamp}
+
+    def follow_event(self, user: str) -> dict:
+        """A `follow` event: a citizen followed the OA."""
+        return {"oa_id": self.oa_id, "follower": {"id": user}, "user_id_by_app": f"app-{user}",
+                "event_name": "follow", "source": "oa_profile", "app_id": self.app_id, "timestamp": self._stamp()}
+
+    def attachment_event(self, user: str, kind: str = "image") -> dict:
+        """`user_send_image`, `user_send_sticker`, `user_send_file`… with one attachment."""
+        payload = {"image": {"thumbnail": "https://example.invalid/t.jpg", "url": "https://example.invalid/i.jpg"},
+                   "sticker": {"id": "abc", "url": "https://example.invalid/s.png"},
+                   "file": {"url": "https://example.invalid/f.pdf", "size": "1024", "name": "don.pdf",
+                            "checksum": "x", "type": "pdf"}}.get(kind, {"url": "https://example.invalid/x"})
+        return {"app_id": self.app_id, "sender": {"id": user}, "user_id_by_app": f"app-{user}",
+                "recipient": {"id": self.oa_id}, "event_name": f"user_send_{kind}",
+                "message": {"msg_id": f"msg{next(self._ids):012d}", "text": "",
+                            "attachments": [{"type": kind, "payload": payload}]},
+                "timestamp": self._stamp()}
+
+    async def deliver(self, webhook_url: str, event: dict, signature: str | None = None,
+                      body: bytes | None = None) -> tuple[int, str]:
+        """POST an event to the bot as Zalo does; `signature`/`body` override them (forgeries). (status, text)"""
+        raw = body if body is not None else json.dumps(event, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        sig = signature if signature is not None else zalo_signature(self.app_id, raw, str(event.get("timestamp", "")),
+                                                                     self.oa_secret_key)
+        if sig:
+            headers["X-ZEvent-Signature"] = sig
+        async with self._session.post(webhook_url, data=raw, headers=headers) as response:
+            return response.status, await response.text()
+
+    async def wait_sent(self, count: int, timeout: float = 60.0) -> list[Sent]:
+        """Wait until at least `count` messages were accepted; returns them all."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.sent) >= count), timeout)
+        return list(self.sent)
+
+    # --- the APIs ---
+
+    async def _refuse(self, call: str, error: int, message: str) -> web.Response:
+        self.refused.append({"call": call, "error": error, "message": message})
+        async with self._changed:
+            self._changed.notify_all()
+        return web.json_response({"error": error, "message": message})
+
+    async def _message_cs(self, request: web.Request) -> web.Response:
+        token = request.headers.get("access_token", "")
+        if not token or token != self.access_token:
+            return await self._refuse("message/cs", -216, "Access token is invalid")
+        try:
+            body = json.loads(await request.read())
+            user_id = body["recipient"]["user_id"]
+            message = body["message"]
+        except (ValueError, KeyError, TypeError):
+            return await self._refuse("message/cs", -201, "Parameters are invalid")
+        problem = _check_message(message)
+        if problem:
+            return await self._refuse("message/cs", -201, problem)
+        if self._faults:
+            error, text = self._faults.pop(0)
+            return await self._refuse("message/cs", error, text)
+        self.sent.append(Sent(str(user_id), message, token))
+        async with self._changed:
+            self._changed.notify_all()
+        return web.json_response({"data": {"message_id": f"oamsg{next(self._ids)}", "user_id": user_id,
+                                           "quota": {"quota_type": "reply", "remain": "7", "total": "8"}},
+                                  "error": 0, "message": "Success"})
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if request.headers.get("secret_key") != self.app_secret:
+            return await self._refuse("access_token", -14002, "Invalid secret key")
+        if form.get("app_id") != self.app_id or form.get("grant_type") != "refresh_token":
+            return await self._refuse("access_token", -14001, "Invalid parameter")
+        if form.get("refresh_token") != self.refresh_token:  # refresh tokens are single-use
+            self.refused.append({"call": "access_token", "error": -14014, "message": "Invalid refresh token"})
+            return web.json_response({"error_name": "Invalid refresh token", "error_reason": "Refresh token expired",
+                                      "ref_doc": "https://developers.zalo.me/docs", "error_description": "",
+                                      "error": -14014})
+        self.refreshes += 1
+        self.access_token = f"access-{self.refreshes}"
+        self.refresh_token = f"refresh-{self.refreshes}"
+        return web.json_response({"access_token": self.access_token, "refresh_token": self.refresh_token,
+                                  "expires_in": "90000"})
+
+
+def _check_message(message: dict) -> str:
+    if not isinstance(message, dict):
+        return "message must be an object"
+    text = message.get("text")
+    attachment = message.get("attachment")
+    if text is None and attachment is None:
+        return "message has neither text nor attachment"
+    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 2000):
+        return "text must be 1..2000 characters"
+    if attachment is not None:
+        if not isinstance(attachment, dict) or attachment.get("type") != "template":
+            return "unsupported attachment"
+        buttons = (attachment.get("payload") or {}).get("buttons")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+            return "a template needs 1..5 buttons"
+        for b in buttons:
+            if b.get("type") not in BUTTON_TYPES or not b.get("title") or len(b["title"]) > 100:
+                return f"invalid button {b!r}"
+            if b["type"] == "oa.open.url" and not str((b.get("payload") or {}).get("url", "")).startswith("http"):
+                return f"oa.open.url needs payload.url: {b!r}"
+            if b["type"].startswith("oa.query") and (not isinstance(b.get("payload"), str)
+                                                     or len(b["payload"]) > 1000):
+                return f"oa.query needs a text payload: {b!r}"
+    return ""

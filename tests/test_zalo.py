@@ -1,0 +1,212 @@
+"""The Zalo OA channel over real HTTP against a local fake Zalo (signed webhooks, message and token APIs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import stat
+
+import pytest
+from aiohttp.test_utils import TestServer
+from fake_zalo import FakeZalo, zalo_signature
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.answer import Answer, Link
+from bot.config import load_config
+from bot.desk import Desk, Reply
+from bot.web import make_app
+from bot.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature, split_text
+
+
+@pytest.fixture(scope="module")
+def desk(shipped):
+    desk = Desk(shipped, rate_count=0)
+    yield desk
+    desk.close()
+
+
+@contextlib.asynccontextmanager
+async def bot_for(zalo: FakeZalo, desk: Desk, folder):
+    """`python -m bot serve`'s app, configured from the environment the fake gives, on a real local port."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.toml").write_text('[data]\ndir = "state"\n', encoding="utf-8")
+    env = zalo.env()
+    cfg = load_config(folder / "config.toml", env=env)
+    server = TestServer(make_app(cfg, desk, env=env))
+    await server.start_server()
+    try:
+        yield str(server.make_url("/zalo/webhook")), cfg
+    finally:
+        await server.close()
+
+
+def to(zalo: FakeZalo, user: str) -> list:
+    return [s for s in zalo.sent if s.user_id == user]
+
+
+async def settle(zalo: FakeZalo, url: str) -> None:
+    """Everything delivered before is answered: a marker question goes through the same one-at-a-time desk."""
+    before = len(to(zalo, "marker"))
+    status, _ = await zalo.deliver(url, zalo.text_event("marker", "xin chào"))
+    assert status == 200
+    async with zalo._changed:
+        await asyncio.wait_for(zalo._changed.wait_for(lambda: len(to(zalo, "marker")) > before), 60)
+
+
+async def answers(zalo: FakeZalo, user: str, count: int) -> list:
+    """Wait until `count` answers reached the user (an answer's last message carries its buttons); all messages."""
+    def done() -> bool:
+        return sum(1 for s in to(zalo, user) if s.buttons) >= count
+
+    async with zalo._changed:
+        await asyncio.wait_for(zalo._changed.wait_for(done), 60)
+    return to(zalo, user)
+
+
+def test_signature_matches_zalos_definition():
+    body = b'{"event_name":"user_send_text","timestamp":"1700000000000"}'
+    assert signature("123", body, "1700000000000", "k") == zalo_signature("123", body, "1700000000000", "k")
+
+
+def test_a_question_is_answered_with_sources_links_and_follow_up_buttons(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, _):
+            status, body = await zalo.deliver(url, zalo.text_event("citizen-1", "le phi dang ky ket hon"))
+            assert (status, json.loads(body)) == (200, {"status": "ok"})
+            sent = await answers(zalo, "citizen-1", 1)
+            assert zalo.refused == []
+            text = "\n".join(s.text for s in sent)
+            assert "Đăng ký kết hôn" in text and "lệ phí" in text and "Nguồn:" in text
+            buttons = sent[-1].buttons
+            kinds = [b["type"] for b in buttons]
+            assert "oa.open.url" in kinds and "oa.query.hide" in kinds
+            time_limit = next(b for b in buttons if b["type"] == "oa.query.hide" and b["title"] == "Thời hạn")
+
+            # The citizen taps "Thời hạn": Zalo delivers the hidden payload as the citizen's text.
+            status, _ = await zalo.deliver(url, zalo.text_event("citizen-1", time_limit["payload"]))
+            assert status == 200
+            follow_up = "\n".join(s.text for s in (await answers(zalo, "citizen-1", 2))[len(sent):])
+            assert "Thời hạn" in follow_up and "Đăng ký kết hôn" in follow_up
+            assert zalo.refused == []
+
+    asyncio.run(scenario())
+
+
+def test_a_duplicate_delivery_is_answered_once(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, _):
+            event = zalo.text_event("citizen-2", "lệ phí đăng ký kết hôn", msg_id="retry-me")
+            first = await zalo.deliver(url, event)
+            again = await zalo.deliver(url, event)  # Zalo retries with the same msg_id and body
+            assert first[0] == again[0] == 200 and json.loads(again[1]) == {"status": "duplicate"}
+            await settle(zalo, url)
+            sent = to(zalo, "citizen-2")
+            assert sum(1 for s in sent if s.buttons) == 1 and sent[-1].buttons
+            assert "kết hôn" in sent[0].text.lower()
+
+    asyncio.run(scenario())
+
+
+def test_forged_missing_and_replayed_events_are_rejected_and_not_processed(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, cfg):
+            event = zalo.text_event("forger", "lệ phí khai sinh")
+            raw = json.dumps(event, ensure_ascii=False).encode()
+            wrong_key = zalo_signature(zalo.app_id, raw, event["timestamp"], "guessed-secret")
+            assert (await zalo.deliver(url, event, signature=wrong_key))[0] == 401
+            assert (await zalo.deliver(url, event, signature=""))[0] == 401  # no header at all
+            tampered = raw.replace("lệ phí".encode(), b"le phi")  # signed body, changed in transit
+            assert (await zalo.deliver(url, event, signature=zalo_signature(
+                zalo.app_id, raw, event["timestamp"], zalo.oa_secret_key), body=tampered))[0] == 401
+            old = str(int(event["timestamp"]) - (cfg.zalo.max_age + 60) * 1000)
+            replayed = zalo.text_event("forger", "lệ phí khai sinh", timestamp=old)  # validly signed, but stale
+            status, body = await zalo.deliver(url, replayed)
+            assert status == 401 and "replay" in body
+            assert (await zalo.deliver(url, {}, body=b"{not json", signature="mac=00"))[0] == 400
+            await settle(zalo, url)
+            assert to(zalo, "forger") == []
+            # A rejected call does not poison deduplication: the genuine event is still answered.
+            assert (await zalo.deliver(url, event))[0] == 200
+            await settle(zalo, url)
+            assert to(zalo, "forger")
+
+    asyncio.run(scenario())
+
+
+def test_an_expired_token_is_refreshed_stored_privately_and_survives_a_restart(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo:
+            async with bot_for(zalo, desk, tmp_path) as (url, cfg):
+                zalo.expire_token()
+                assert (await zalo.deliver(url, zalo.text_event("citizen-3", "thời hạn cấp hộ chiếu")))[0] == 200
+                sent = await answers(zalo, "citizen-3", 1)
+                assert zalo.refreshes == 1 and sent[0].token == "access-1"
+                assert [r["error"] for r in zalo.refused] == [-216]
+                path = cfg.data_dir / "zalo-tokens.json"
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+                stored = json.loads(path.read_text())
+                assert (stored["access_token"], stored["refresh_token"]) == ("access-1", "refresh-1")
+                assert [p.name for p in path.parent.iterdir() if p.name.startswith(".zalo-tokens-")] == []
+            # Restarted with the same (now stale) environment: the stored pair is used, no refresh needed.
+            async with bot_for(zalo, desk, tmp_path) as (url, _):
+                assert (await zalo.deliver(url, zalo.text_event("citizen-3", "xin chào")))[0] == 200
+                sent = await answers(zalo, "citizen-3", 2)
+                assert sent[-1].token == "access-1" and zalo.refreshes == 1
+                assert len(zalo.refused) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_new_pair_in_the_environment_wins_over_the_stored_one(tmp_path):
+    path = tmp_path / "zalo-tokens.json"
+    TokenStore(path, "a0", "r0").save("a1", "r1")
+    assert (TokenStore(path, "a0", "r0").access_token, TokenStore(path, "a0", "r0").refresh_token) == ("a1", "r1")
+    assert TokenStore(path, "b0", "s0").access_token == "b0"  # the admin authorised the app again
+
+
+def test_follow_attachments_and_api_errors(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, _):
+            assert (await zalo.deliver(url, zalo.follow_event("newcomer")))[0] == 200
+            for kind in ("image", "sticker", "file"):
+                assert (await zalo.deliver(url, zalo.attachment_event("sender", kind)))[0] == 200
+            await settle(zalo, url)
+            assert [s.text for s in to(zalo, "newcomer")] == [WELCOME]
+            assert [s.text for s in to(zalo, "sender")] == [ONLY_TEXT] * 3
+            # The OA API refuses the answer (quota): the citizen still gets an apology, nothing crashes.
+            zalo.fail_next(-32, "Quota exceeded")
+            assert (await zalo.deliver(url, zalo.text_event("unlucky", "lệ phí khai sinh")))[0] == 200
+            await settle(zalo, url)
+            assert [r["error"] for r in zalo.refused] == [-32]
+            assert to(zalo, "unlucky") and "sự cố" in to(zalo, "unlucky")[-1].text
+
+    asyncio.run(scenario())
+
+
+@given(st.text(alphabet=st.sampled_from("ab cđ\n\nế"), max_size=6000))
+def test_split_text_keeps_every_word_within_the_limit(text):
+    pieces = split_text(text, 2000)
+    assert all(0 < len(p) <= 2000 for p in pieces)
+    assert "".join(pieces).split() == text.split() or "".join("".join(pieces).split()) == "".join(text.split())
+
+
+def test_a_long_answer_is_split_and_buttons_stay_within_zalos_limits():
+    parts = [(f"Phần {i}", "Nội dung rất dài. " * 120) for i in range(4)]
+    answer = Answer("q", "answer", title="Thủ tục", parts=parts,
+                    links=[Link("Cổng Dịch vụ công quốc gia", "https://dichvucong.gov.vn"),
+                           Link("Cổng tỉnh", "https://dichvucong.example.gov.vn"), Link("Sai", "javascript:x")])
+    reply = Reply(answer, follow_ups=[(f"Nút {i}", f"Câu hỏi {i}?") for i in range(5)])
+    messages = reply_messages(reply)
+    assert len(messages) > 1 and all(len(m["text"]) <= 2000 for m in messages)
+    assert all("attachment" not in m for m in messages[:-1])
+    buttons = messages[-1]["attachment"]["payload"]["buttons"]
+    assert len(buttons) == 5 and [b["type"] for b in buttons] == ["oa.open.url"] + ["oa.query.hide"] * 4
+    assert buttons[1] == {"title": "Nút 0", "type": "oa.query.hide", "payload": "#Câu hỏi 0?"}
+    declined = Reply(Answer("q", "decline", parts=[("", "Xin lỗi")], suggestions=["Đăng ký khai sinh"],
+                            links=answer.links), follow_ups=[("👤 Gặp cán bộ", "Tôi muốn gặp cán bộ")])
+    buttons = reply_buttons(declined)
+    assert [b["title"] for b in buttons] == ["Cổng Dịch vụ công quốc gia", "Cổng tỉnh", "Đăng ký khai sinh",
+                                             "👤 Gặp cán bộ"]
