@@ -5,6 +5,9 @@ OA secret key)>` (a plain hash, not an HMAC), expects a 200 within about two sec
 go to `POST {api_url}/v3.0/oa/message/cs` with an `access_token` header; Zalo reports errors in the body with HTTP
 200 (`error` != 0). An expired access token (-216) is refreshed with the refresh token (`POST {oauth_url}/v4/oa/
 access_token`), the new pair is stored in the data folder (mode 0600, atomic), and the message is sent again once.
+A send that meets a transient fault (HTTP 429 or 5xx, a timeout, a dropped or refused connection) is tried again
+a bounded number of times with growing pauses (a 429's `Retry-After` is honoured up to a cap); a reply that is not
+JSON is not retried (Zalo may have delivered it). A message that still fails is logged with the reason.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ BUTTON_TITLE = 100
 BUTTON_PAYLOAD = 1000
 QUERY_PREFIX = "#"  # oa.query.hide payloads come back as user_send_text "#<question>"
 EXPIRED = -216
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 WELCOME = ("Xin chào! Tôi là Trợ lý cải cách hành chính. Bạn cứ nhắn câu hỏi về thủ tục hành chính, ví dụ "
            "“Làm thẻ căn cước cần giấy tờ gì?” hoặc “dang ky khai sinh o dau”; tôi trả lời kèm nguồn và "
            "đường dẫn nộp hồ sơ trực tuyến.")
@@ -191,9 +195,10 @@ class ZaloClient:
     """Sends OA messages, refreshing an expired access token once per failed call."""
 
     def __init__(self, session: aiohttp.ClientSession, secrets: Secrets, tokens: TokenStore,
-                 api_url: str, oauth_url: str):
+                 api_url: str, oauth_url: str, attempts: int = 3, backoff: float = 0.5, max_pause: float = 5.0):
         self.session, self.secrets, self.tokens = session, secrets, tokens
         self.api_url, self.oauth_url = api_url.rstrip("/"), oauth_url.rstrip("/")
+        self.attempts, self.backoff, self.max_pause = max(1, attempts), backoff, max_pause
         self._refreshing = asyncio.Lock()
 
     async def send(self, user_id: str, message: dict) -> dict:
@@ -209,10 +214,29 @@ class ZaloClient:
         return result.get("data") or {}
 
     async def _post_message(self, body: dict, token: str) -> dict:
-        async with self.session.post(f"{self.api_url}/v3.0/oa/message/cs", json=body,
-                                     headers={"access_token": token}) as response:
-            response.raise_for_status()
-            return await response.json(content_type=None)
+        """One message, tried up to `attempts` times on transient faults; the last fault is raised."""
+        for attempt in range(1, self.attempts + 1):
+            pause = self.backoff * 2 ** (attempt - 1)
+            try:
+                async with self.session.post(f"{self.api_url}/v3.0/oa/message/cs", json=body,
+                                             headers={"access_token": token}) as response:
+                    if response.status in RETRY_STATUSES and attempt < self.attempts:
+                        pause = max(pause, _retry_after(response.headers.get("Retry-After")))
+                        log.warning("Zalo OA API answered HTTP %s; sending again in %.1f s (attempt %d of %d)",
+                                    response.status, min(pause, self.max_pause), attempt, self.attempts)
+                    else:
+                        response.raise_for_status()
+                        result = await response.json(content_type=None)
+                        if not isinstance(result, dict):
+                            raise ValueError(f"Zalo OA API answered JSON that is not an object: {result!r:.80}")
+                        return result
+            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+                if attempt == self.attempts:
+                    raise
+                log.warning("Zalo OA API unreachable (%s); sending again in %.1f s (attempt %d of %d)",
+                            type(e).__name__, min(pause, self.max_pause), attempt, self.attempts)
+            await asyncio.sleep(min(pause, self.max_pause))
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def refresh(self, expired: str) -> None:
         """Get a new token pair (once, however many sends found the token expired) and store it."""
@@ -233,6 +257,14 @@ class ZaloClient:
 
 
 # --- the webhook ---
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a `Retry-After` header given in seconds; 0 when absent or not a number."""
+    try:
+        return max(0.0, float(value or 0))
+    except ValueError:
+        return 0.0
+
 
 class Recent:
     """The last `size` keys seen: Zalo retries a delivery it thinks failed."""
@@ -295,6 +327,7 @@ class ZaloWebhook:
         """Answer one verified event; failures are logged, and the citizen gets an apology when possible."""
         name = str(event.get("event_name", ""))
         user = ""
+        step = "before sending"
         try:
             if name == "follow":
                 user = str((event.get("follower") or {}).get("id", ""))
@@ -313,10 +346,12 @@ class ZaloWebhook:
             if text.startswith(QUERY_PREFIX):  # a follow-up button
                 text = text[len(QUERY_PREFIX):]
             reply = await self.desk.aask("zalo", user, text)
-            for message in reply_messages(reply):
+            messages = reply_messages(reply)
+            for n, message in enumerate(messages, 1):
+                step = f"message {n} of {len(messages)} of answer {reply.question_id or '(not logged)'}"
                 await self.client.send(user, message)
         except Exception:
-            log.exception("Zalo event %s for %s not answered", name, user or "?")
+            log.exception("Zalo event %s for %s not answered (%s failed)", name, user or "?", step)
             if user:
                 try:
                     await self.client.send(user, {"text": FAILED})

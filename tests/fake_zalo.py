@@ -6,15 +6,21 @@
         sent = await zalo.wait_sent(1)                  # what the bot sent, as Zalo received it
         zalo.expire_token()                             # the next send gets error -216
         zalo.fail_next(-32, "Quota exceeded")            # fault injection: the next sends fail with this error
+        zalo.break_next("503", times=2)                 # transport faults: "429", "5xx" codes, "hang", "drop", "garbage"
 
 Like Zalo, both APIs answer HTTP 200 with an `error` code in the body. Anything the real API would refuse (a
 missing or unknown token, a text over 2,000 characters, an unknown button type, more than 5 buttons, a malformed
 body) is refused with Zalo's error shape, and recorded in `refused`, so a test can assert there was none.
+
+Transport faults (`break_next`) happen in front of the API, as at a gateway, before anything is delivered: an HTTP
+429 (with `Retry-After` when given) or 5xx with an HTML body, a hang past the client's timeout, a connection closed
+without an answer, or a 200 whose body is cut-off JSON. Every call to the message API is counted in `calls`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -63,7 +69,10 @@ class FakeZalo:
     refused: list[dict] = field(default_factory=list)  # calls answered with an error, and why
     refreshes: int = 0
     url: str = ""
+    calls: int = 0  # requests to the message API, faulty ones included
+    hang_seconds: float = 30.0  # how long a "hang" fault keeps the request open (cut short when the fake closes)
     _faults: list[tuple[int, str]] = field(default_factory=list)
+    _breaks: list[tuple[str, int | None]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # --- lifecycle ---
@@ -80,9 +89,11 @@ class FakeZalo:
         self.url = f"http://127.0.0.1:{port}"
         self._session = aiohttp.ClientSession()
         self._changed = asyncio.Condition()
+        self._closing = asyncio.Event()
         return self
 
     async def __aexit__(self, *exc) -> None:
+        self._closing.set()
         await self._session.close()
         await self._runner.cleanup()
 
@@ -102,6 +113,35 @@ class FakeZalo:
     def fail_next(self, error: int, message: str, times: int = 1) -> None:
         """The next `times` message sends fail with this Zalo error code."""
         self._faults.extend([(error, message)] * times)
+
+    def break_next(self, kind: str, times: int = 1, retry_after: int | None = None) -> None:
+        """The next `times` message sends meet a transport fault: "429", "500"…"504", "hang", "drop", "garbage"."""
+        if kind not in {"429", "500", "502", "503", "504", "hang", "drop", "garbage"}:
+            raise ValueError(f"unknown fault {kind!r}")
+        self._breaks.extend([(kind, retry_after)] * times)
+
+    async def _broken(self, request: web.Request) -> web.StreamResponse | None:
+        """Play the next transport fault, if any; None lets the API answer."""
+        if not self._breaks:
+            return None
+        kind, retry_after = self._breaks.pop(0)
+        self.refused.append({"call": "message/cs", "error": kind, "message": "transport fault"})
+        if kind == "hang":
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
+            return web.Response(status=504, text="<html><body>504 Gateway Time-out</body></html>",
+                                content_type="text/html")
+        if kind == "drop":
+            assert request.transport is not None
+            request.transport.abort()  # the connection is reset; no status line is ever written
+            raise asyncio.CancelledError
+        if kind == "garbage":
+            return web.Response(status=200, text='{"data": {"message_id": "oamsg', content_type="application/json")
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        titles = {"429": "Too Many Requests", "500": "Internal Server Error", "502": "Bad Gateway",
+                  "503": "Service Temporarily Unavailable", "504": "Gateway Time-out"}
+        return web.Response(status=int(kind), headers=headers, content_type="text/html",
+                            text=f"<html><head><title>{kind} {titles[kind]}</title></head><body></body></html>")
 
     # --- webhooks, signed like Zalo ---
 
@@ -158,7 +198,11 @@ class FakeZalo:
             self._changed.notify_all()
         return web.json_response({"error": error, "message": message})
 
-    async def _message_cs(self, request: web.Request) -> web.Response:
+    async def _message_cs(self, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
+        broken = await self._broken(request)
+        if broken is not None:
+            return broken
         token = request.headers.get("access_token", "")
         if not token or token != self.access_token:
             return await self._refuse("message/cs", -216, "Access token is invalid")

@@ -1,0 +1,131 @@
+"""Faults at the Zalo edge: the OA message API answers 429 / 5xx, hangs, drops the connection or sends cut-off
+JSON. Over real HTTP against the fake: retries are bounded, an answer is delivered once when a retry succeeds, a
+failed one is logged with its question id, and the server keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from fake_zalo import FakeZalo
+
+from bot.config import load_config
+from bot.desk import Desk
+from bot.web import ZALO, make_app
+from bot.zalo import FAILED
+
+
+@pytest.fixture(scope="module")
+def desk(shipped):
+    desk = Desk(shipped, rate_count=0)
+    yield desk
+    desk.close()
+
+
+@contextlib.asynccontextmanager
+async def bot_for(zalo: FakeZalo, desk: Desk, folder, backoff: float = 0.05):
+    """`python -m bot serve`'s app on a real port; the OA API timeout is 1 s, retry pauses are short."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.toml").write_text('[data]\ndir = "state"\n', encoding="utf-8")
+    env = {**zalo.env(), "CCHC_ZALO_TIMEOUT": "1"}
+    server = TestServer(make_app(load_config(folder / "config.toml", env=env), desk, env=env))
+    await server.start_server()
+    server.app[ZALO].client.backoff = backoff
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def answered(zalo: FakeZalo, user: str, timeout: float = 60) -> list:
+    """Wait until the user's answer (or an apology) is complete: its last message carries buttons, or is FAILED."""
+    def done() -> bool:
+        return any(s.buttons or s.text == FAILED for s in zalo.sent if s.user_id == user)
+
+    async with zalo._changed:
+        await asyncio.wait_for(zalo._changed.wait_for(done), timeout)
+    return [s for s in zalo.sent if s.user_id == user]
+
+
+async def ask(zalo: FakeZalo, server: TestServer, user: str, text: str) -> list:
+    status, _ = await zalo.deliver(str(server.make_url("/zalo/webhook")), zalo.text_event(user, text))
+    assert status == 200
+    return await answered(zalo, user)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "502", "503", "504", "drop", "hang"])
+def test_a_transient_fault_is_retried_and_the_answer_arrives_once(kind, desk, tmp_path, caplog):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as server:
+            zalo.break_next(kind, times=2)  # two faults; the third attempt gets through
+            sent = await ask(zalo, server, "citizen-1", "lệ phí đăng ký khai sinh")
+            assert FAILED not in [s.text for s in sent]
+            assert [s.text for s in sent].count(sent[0].text) == 1  # nothing delivered twice
+            assert sum(1 for s in sent if s.buttons) == 1
+            assert zalo.calls == len(sent) + 2
+            assert [r["error"] for r in zalo.refused] == [kind, kind]
+
+    with caplog.at_level(logging.WARNING, logger="bot.zalo"):
+        run(scenario())
+    retries = [r.getMessage() for r in caplog.records if "sending again" in r.getMessage()]
+    assert len(retries) == 2 and all("attempt" in m for m in retries)
+
+
+def test_retry_after_of_a_429_is_honoured(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path, backoff=0.01) as server:
+            await ask(zalo, server, "warm", "xin chào")
+            zalo.break_next("429", times=1, retry_after=1)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            sent = await ask(zalo, server, "citizen-2", "xin chào")
+            assert loop.time() - start >= 1.0  # waited as told, not the 0.01 s backoff
+            assert FAILED not in [s.text for s in sent]
+
+    run(scenario())
+
+
+def test_retries_are_bounded_a_lost_answer_is_logged_and_the_server_keeps_answering(desk, tmp_path, caplog):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as server:
+            zalo.break_next("503", times=1000)
+            status, _ = await zalo.deliver(str(server.make_url("/zalo/webhook")),
+                                           zalo.text_event("citizen-3", "làm căn cước cần giấy tờ gì"))
+            assert status == 200  # acknowledged at once: Zalo will not deliver it again
+            await server.app[ZALO].drain()
+            assert zalo.calls == 6  # 3 attempts for the answer, 3 for the apology, then it gives up
+            assert zalo.sent == []
+            zalo._breaks.clear()
+            sent = await ask(zalo, server, "citizen-4", "lệ phí đăng ký kết hôn")
+            assert any(s.buttons for s in sent)
+            async with ClientSession() as http, http.get(server.make_url("/healthz")) as r:
+                assert r.status == 200
+
+    with caplog.at_level(logging.WARNING, logger="bot.zalo"):
+        run(scenario())
+    lost = [r for r in caplog.records if "not answered" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelno == logging.ERROR
+    assert "citizen-3" in lost[0].getMessage() and "message 1 of" in lost[0].getMessage()
+    assert "503" in lost[0].exc_text
+    assert any("apology to citizen-3 was not sent" in r.getMessage() for r in caplog.records)
+
+
+def test_cut_off_json_is_not_retried_and_the_citizen_gets_an_apology(desk, tmp_path, caplog):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as server:
+            zalo.break_next("garbage")
+            sent = await ask(zalo, server, "citizen-5", "đăng ký thường trú")
+            # Zalo may have delivered the message before the reply broke: sending it again could duplicate it.
+            assert zalo.calls == 2 and [s.text for s in sent] == [FAILED]
+
+    with caplog.at_level(logging.WARNING, logger="bot.zalo"):
+        run(scenario())
+    assert any("not answered" in r.getMessage() for r in caplog.records)
