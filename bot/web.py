@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,8 +14,9 @@ from aiohttp import web
 
 from .config import Config
 from .desk import Desk, Reply
+from .handoff import Courier
 from .render import cite, to_json
-from .zalo import Secrets, TokenStore, ZaloClient, ZaloWebhook
+from .zalo import Secrets, TokenStore, ZaloClient, ZaloWebhook, zalo_sender
 
 log = logging.getLogger("bot.web")
 
@@ -147,7 +149,13 @@ def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> w
         tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token)
         client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
         app[ZALO] = ZaloWebhook(desk, secrets, client, cfg.zalo.max_age)
+        stopping, courier = asyncio.Event(), None
+        if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo
+            courier = asyncio.create_task(Courier(desk.handoff, "zalo", zalo_sender(client)).run(stopping))
         yield
+        stopping.set()
+        if courier is not None:
+            await courier  # a delivery pass under way is finished first
         await app[ZALO].drain()
         await session.close()
 

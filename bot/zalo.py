@@ -256,6 +256,26 @@ class ZaloClient:
             log.info("Zalo access token refreshed")
 
 
+# Zalo's codes for a citizen the OA may no longer message (unfollowed, or silent past the reply window).
+UNREACHABLE = frozenset({-213, -230})
+
+
+def zalo_sender(client: ZaloClient):
+    """`send(address, text)` for the handoff Courier: a staff reply as Zalo text messages."""
+    from .handoff import Undeliverable
+
+    async def send(user_id: str, text: str) -> None:
+        try:
+            for part in split_text(text):
+                await client.send(user_id, {"text": part})
+        except ZaloError as e:
+            if e.code in UNREACHABLE:
+                raise Undeliverable(str(e)) from e
+            raise  # anything else: the reply stays queued and is tried again
+
+    return send
+
+
 # --- the webhook ---
 
 def _retry_after(value: str | None) -> float:

@@ -210,3 +210,32 @@ def test_a_long_answer_is_split_and_buttons_stay_within_zalos_limits():
     buttons = reply_buttons(declined)
     assert [b["title"] for b in buttons] == ["Cổng Dịch vụ công quốc gia", "Cổng tỉnh", "Đăng ký khai sinh",
                                              "👤 Gặp cán bộ"]
+
+
+def test_a_staff_reply_reaches_the_citizen_who_asked_for_a_person_on_zalo(shipped, tmp_path):
+    from bot.handoff import Handoff
+    from bot.qlog import QuestionLog
+
+    log = QuestionLog(tmp_path / "questions.db", b"test-key")
+    handoff = Handoff(log)
+    desk = Desk(shipped, log=log, handoff=handoff, rate_count=0)
+
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path / "site") as (url, _):
+            status, _ = await zalo.deliver(url, zalo.text_event("citizen-h", "tôi muốn gặp cán bộ"))
+            assert status == 200
+            await settle(zalo, url)
+            told = "\n".join(s.text for s in to(zalo, "citizen-h"))
+            [ticket] = await asyncio.to_thread(handoff.pending_tickets)
+            assert ticket.channel == "zalo" and str(ticket.id) in told  # the citizen was told the ticket's number
+            # the staff chat (Telegram, another process in production) announced it and a staff member answered
+            await asyncio.to_thread(handoff.mark_notified, ticket.id, "staff-1")
+            await asyncio.to_thread(handoff.staff_reply, "staff-1", "Chào bạn, hồ sơ của bạn do UBND xã giải quyết.")
+            async with zalo._changed:
+                await asyncio.wait_for(zalo._changed.wait_for(
+                    lambda: any("UBND xã giải quyết" in s.text for s in to(zalo, "citizen-h"))), 30)
+            assert await asyncio.to_thread(handoff.pending_replies, "zalo") == []
+            assert zalo.refused == []
+
+    asyncio.run(scenario())
+    desk.close()
