@@ -29,7 +29,7 @@ from collections import Counter
 import aiohttp
 from aiohttp import web
 
-from bench.telegram_load import batch, question_log, questions
+from bench.telegram_load import question_log, questions, queued_telegram, start_polling, stop_telegram
 from bot.config import load_config
 
 
@@ -60,21 +60,13 @@ async def _web_user(session: aiohttp.ClientSession, url: str, user: str, asks: l
 async def run(assistant, cfg, users: int, per_user: int) -> dict:
     """Serve both channels from one desk and send every question at once; measure and check."""
     from bot.desk import Desk
-    from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
     from bot.web import make_app
-    from tests.fake_telegram import FakeTelegram
 
     tg_users, web_users = users // 2, users - users // 2
     qlog = question_log()
     desk = Desk(assistant, log=qlog, rate_count=per_user * 2, rate_seconds=60)
     # Telegram: every question queued at the fake before the bot starts polling.
-    channel = TelegramChannel(desk, cfg)
-    fake = await FakeTelegram().start()
-    tg_app = channel.build(fake.token, fake.base_url)
-    expected: Counter[int] = Counter()
-    for user, question in batch(tg_users, per_user):
-        fake.text(user, question)
-        expected[user] += 1
+    channel, fake, tg_app, expected = await queued_telegram(desk, cfg, tg_users, per_user)
     tg_total = sum(expected.values())
     # Web: `python -m bot serve`'s app (no Zalo secrets given) on a free local port.
     runner = web.AppRunner(make_app(cfg, desk, env={}), access_log=None)
@@ -90,9 +82,7 @@ async def run(assistant, cfg, users: int, per_user: int) -> dict:
     ids: list[int] = []
     load_start = os.getloadavg()[0]
     started = time.monotonic()
-    await tg_app.initialize()
-    await tg_app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
-    await tg_app.start()
+    await start_polling(tg_app)
     connector = aiohttp.TCPConnector(limit=0)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
@@ -102,10 +92,7 @@ async def run(assistant, cfg, users: int, per_user: int) -> dict:
         wall = time.monotonic() - started
         await asyncio.sleep(1.0)  # anything sent twice would show up now
     finally:
-        await tg_app.updater.stop()
-        await tg_app.stop()
-        await tg_app.shutdown()
-        await fake.close()
+        await stop_telegram(tg_app, fake)
         await runner.cleanup()
         desk.close()
     load_end = os.getloadavg()[0]

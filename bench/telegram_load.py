@@ -66,13 +66,12 @@ def desk_alone(assistant, users: int, per_user: int) -> dict:
             "typing": 0, "problems": []}
 
 
-async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
-    """Queue users × per_user questions at once, serve them, and measure."""
-    from bot.desk import Desk
-    from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
+async def queued_telegram(desk, cfg, users: int, per_user: int):
+    """The Telegram channel over a fresh fake Bot API with users × per_user questions already queued there;
+    returns (channel, fake, app, questions expected per chat). Start it with `start_polling(app)`."""
+    from bot.telegram_channel import TelegramChannel
     from tests.fake_telegram import FakeTelegram
 
-    desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
     channel = TelegramChannel(desk, cfg)
     fake = await FakeTelegram().start()
     app = channel.build(fake.token, fake.base_url)
@@ -80,19 +79,40 @@ async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
     for user, question in batch(users, per_user):
         fake.text(user, question)
         expected[user] += 1
-    total = sum(expected.values())
-    started = time.monotonic()
+    return channel, fake, app, expected
+
+
+async def start_polling(app) -> None:
+    """Start python-telegram-bot's polling loop as fast as the fake lets it poll."""
+    from bot.telegram_channel import ALLOWED_UPDATES
+
     await app.initialize()
     await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
     await app.start()
+
+
+async def stop_telegram(app, fake) -> None:
+    """Stop polling and the application, then the fake server."""
+    await app.updater.stop()
+    await app.stop()
+    await app.shutdown()
+    await fake.close()
+
+
+async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
+    """Queue users × per_user questions at once, serve them, and measure."""
+    from bot.desk import Desk
+
+    desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
+    channel, fake, app, expected = await queued_telegram(desk, cfg, users, per_user)
+    total = sum(expected.values())
+    started = time.monotonic()
+    await start_polling(app)
     try:
         await fake.wait_until(lambda: len(fake.sent) >= total, timeout=600)
         await asyncio.sleep(1.0)  # anything sent twice would show up now
     finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-        await fake.close()
+        await stop_telegram(app, fake)
         desk.close()
     per_chat = Counter(s.chat_id for s in fake.sent)
     latencies = sorted(s.at - started for s in fake.sent)

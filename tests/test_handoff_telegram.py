@@ -3,36 +3,18 @@ the ticket, a staff reply there reaches the citizen, /xong closes it — real py
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import replace
-
-import pytest
 
 from bot.desk import Desk
 from bot.handoff import BUTTON, Handoff
 from bot.qlog import QuestionLog
 from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
 from tests.fake_telegram import FakeTelegram
+from tests.test_telegram_channel import loop, run  # noqa: F401  (loop is a fixture: one event loop in a thread)
 
 STAFF_CHAT = -100500
 STAFF = 555
 CITIZEN = 1001
-
-
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
-
-
-def run(loop, coro, timeout: float = 90):
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
 
 async def round_trip(cfg, assistant, log: QuestionLog) -> FakeTelegram:
@@ -89,7 +71,7 @@ async def round_trip(cfg, assistant, log: QuestionLog) -> FakeTelegram:
     return fake
 
 
-def test_handoff_round_trip(loop, small_index, encoder, tmp_path):
+def test_handoff_round_trip(loop, small_index, encoder, tmp_path):  # noqa: F811
     from bot.assistant import Assistant
 
     assistant = Assistant(small_index, encoder=encoder).load()

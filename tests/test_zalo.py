@@ -29,18 +29,26 @@ def desk(shipped):
 
 
 @contextlib.asynccontextmanager
-async def bot_for(zalo: FakeZalo, desk: Desk, folder):
-    """`python -m bot serve`'s app, configured from the environment the fake gives, on a real local port."""
+async def zalo_server(zalo: FakeZalo, desk: Desk, folder, **settings: str):
+    """`python -m bot serve`'s app, configured from the environment the fake gives (plus `settings`, e.g.
+    CCHC_ZALO_TIMEOUT="1"), on a real local port; yields the server and its config."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.toml").write_text('[data]\ndir = "state"\n', encoding="utf-8")
-    env = zalo.env()
+    env = {**zalo.env(), **settings}
     cfg = load_config(folder / "config.toml", env=env)
     server = TestServer(make_app(cfg, desk, env=env))
     await server.start_server()
     try:
-        yield str(server.make_url("/zalo/webhook")), cfg
+        yield server, cfg
     finally:
         await server.close()
+
+
+@contextlib.asynccontextmanager
+async def bot_for(zalo: FakeZalo, desk: Desk, folder):
+    """The app on a real port; yields its webhook URL and config."""
+    async with zalo_server(zalo, desk, folder) as (server, cfg):
+        yield str(server.make_url("/zalo/webhook")), cfg
 
 
 def to(zalo: FakeZalo, user: str) -> list:

@@ -13,10 +13,10 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from fake_zalo import FakeZalo
 
-from bot.config import load_config
 from bot.desk import Desk
-from bot.web import ZALO, make_app
+from bot.web import ZALO
 from bot.zalo import FAILED
+from tests.test_zalo import zalo_server
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +29,9 @@ def desk(shipped):
 @contextlib.asynccontextmanager
 async def bot_for(zalo: FakeZalo, desk: Desk, folder, backoff: float = 0.05):
     """`python -m bot serve`'s app on a real port; the OA API timeout is 1 s, retry pauses are short."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.toml").write_text('[data]\ndir = "state"\n', encoding="utf-8")
-    env = {**zalo.env(), "CCHC_ZALO_TIMEOUT": "1"}
-    server = TestServer(make_app(load_config(folder / "config.toml", env=env), desk, env=env))
-    await server.start_server()
-    server.app[ZALO].client.backoff = backoff
-    try:
+    async with zalo_server(zalo, desk, folder, CCHC_ZALO_TIMEOUT="1") as (server, _):
+        server.app[ZALO].client.backoff = backoff
         yield server
-    finally:
-        await server.close()
 
 
 async def answered(zalo: FakeZalo, user: str, timeout: float = 60) -> list:
