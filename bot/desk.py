@@ -21,7 +21,7 @@ from .answer import Answer, Conversation
 from .handoff import BUTTON as HANDOFF_BUTTON
 from .handoff import is_request as is_handoff_request
 from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
-from .text import clean
+from .text import clean, cut_words
 
 # Follow-up buttons: the section a button asks for, its short label, and the question it stands for (about the
 # procedure last discussed, through the conversation).
@@ -118,8 +118,7 @@ class Desk:
         notes = []
         text = clean(text or "", limit=None)
         if len(text) > self.max_chars:
-            cut = text.rfind(" ", 0, self.max_chars)
-            text = text[: cut if cut > self.max_chars // 2 else self.max_chars]
+            text = cut_words(text, self.max_chars)
             notes.append(LONG_NOTE.format(limit=self.max_chars))
         if self.handoff is not None and is_handoff_request(text):
             return Reply(self.handoff.open_ticket(channel, user, text), None, notes)
@@ -152,7 +151,7 @@ class Desk:
 
     async def aask(self, channel: str, user: str, text: str) -> Reply:
         """`ask` for async channels: runs on the desk's worker thread, one question at a time."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.ask, channel, user, text)
+        return await self.acall(self.ask, channel, user, text)
 
     async def acall(self, fn: Callable[..., T], *args) -> T:
         """Run `fn` on the desk's worker thread, between answers (reloading the index, recording feedback)."""

@@ -31,8 +31,14 @@ def body_text(answer: Answer) -> str:
     return plain("\n\n".join(lines))
 
 
-def to_text(answer: Answer) -> str:
-    """Plain text for a terminal: the answer first, then suggestions, sources and links."""
+def short(text: str, limit: int = 60) -> str:
+    """A button label (or payload) within `limit` characters, marked with … where cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def to_text(answer: Answer, links: bool = True) -> str:
+    """Plain text for a terminal: the answer first, then suggestions, sources and (unless a channel shows them as
+    buttons) links."""
     blocks = [body_text(answer)]
     if answer.suggestions:
         blocks.append("Có thể bạn muốn hỏi:\n" + "\n".join(f"- {s}" for s in answer.suggestions))
@@ -41,7 +47,7 @@ def to_text(answer: Answer) -> str:
         for s in answer.sources:
             lines.append(f"- {cite(s)}" + (f"\n  {s.url}" if s.url else ""))
         blocks.append("Nguồn:\n" + "\n".join(lines))
-    if answer.links:
+    if links and answer.links:
         blocks.append("Dịch vụ công trực tuyến:\n" + "\n".join(f"- {x.title}: {x.url}" for x in answer.links))
     return "\n\n".join(b for b in blocks if b)
 

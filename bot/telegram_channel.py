@@ -35,7 +35,7 @@ from telegram.ext import (
 from .config import Config
 from .desk import Desk, Reply
 from .handoff import BUTTON as HANDOFF_BUTTON
-from .render import cite
+from .render import cite, short
 
 log = logging.getLogger("bot.telegram")
 
@@ -171,11 +171,6 @@ def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 def html_visible(text: str) -> str:
     """What a reader sees of Telegram HTML (tags removed, entities decoded)."""
     return html.unescape(re.sub(r"<[^>]+>", "", text))
-
-
-def short(text: str, limit: int = 60) -> str:
-    """A button label within `limit` characters."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 # --- the channel ------------------------------------------------------------------------------------------------

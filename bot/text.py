@@ -30,10 +30,15 @@ def clean(text: str, limit: int | None = MAX_QUESTION_CHARS) -> str:
     text = nfc(html.unescape(_TAG.sub(" ", text)))
     text = _CONTROL.sub(" ", text.replace(_SOFT_HYPHEN, ""))
     text = _SPACES.sub(" ", text).strip()
-    if limit is not None and len(text) > limit:
-        cut = text.rfind(" ", 0, limit)
-        text = text[: cut if cut > limit // 2 else limit].rstrip()
-    return text
+    return text if limit is None else cut_words(text, limit)
+
+
+def cut_words(text: str, limit: int) -> str:
+    """The beginning of a text within `limit` characters, cut between words where one ends past half the limit."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip()
 
 
 @lru_cache(maxsize=1)

@@ -28,9 +28,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from .answer import Answer
 from .desk import Desk, Reply
-from .render import body_text, cite
+from .render import short, to_text
 
 log = logging.getLogger("bot.zalo")
 
@@ -89,19 +88,9 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
 
 
 def reply_text(reply: Reply) -> str:
-    """The answer as Zalo text: notes, the answer, suggestions and cited sources with their links."""
-    answer: Answer = reply.answer
-    blocks = list(reply.notes) + [body_text(answer)]
-    if answer.suggestions:
-        blocks.append("Có thể bạn muốn hỏi:\n" + "\n".join(f"- {s}" for s in answer.suggestions))
-    if answer.sources:
-        blocks.append("Nguồn:\n" + "\n".join(f"- {cite(s)}" + (f"\n  {s.url}" if s.url else "")
-                                             for s in answer.sources))
-    return "\n\n".join(b for b in blocks if b)
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    """The answer as Zalo text: notes, the answer, suggestions and cited sources with their links (the online
+    services go on buttons)."""
+    return "\n\n".join(b for b in [*reply.notes, to_text(reply.answer, links=False)] if b)
 
 
 def reply_buttons(reply: Reply) -> list[dict]:
@@ -110,11 +99,11 @@ def reply_buttons(reply: Reply) -> list[dict]:
     queries = [(s, s) for s in answer.suggestions] + list(reply.follow_ups)
     queries = queries[: MAX_BUTTONS - 1]  # leave room for at least one link
     links = [x for x in answer.links if x.url.startswith(("https://", "http://"))]
-    buttons = [{"title": _short(x.title, BUTTON_TITLE), "type": "oa.open.url", "payload": {"url": x.url}}
+    buttons = [{"title": short(x.title, BUTTON_TITLE), "type": "oa.open.url", "payload": {"url": x.url}}
                for x in links[: MAX_BUTTONS - len(queries)]]
     for label, question in queries:
-        buttons.append({"title": _short(label, BUTTON_TITLE), "type": "oa.query.hide",
-                        "payload": _short(QUERY_PREFIX + question, BUTTON_PAYLOAD)})
+        buttons.append({"title": short(label, BUTTON_TITLE), "type": "oa.query.hide",
+                        "payload": short(QUERY_PREFIX + question, BUTTON_PAYLOAD)})
     return buttons
 
 
