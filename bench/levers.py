@@ -20,8 +20,9 @@ import numpy as np
 
 from bench.fit import fit_ranking, hit_at_1, hit_at_3, relevant, training_questions
 from bench.quality import load_cases
-from bot.retrieval import FEATURES, STOPWORDS, VARIANTS, Retriever
-from bot.text import fold, syllables
+from bot.chunks import NAME, QUESTION
+from bot.retrieval import DENSE_CHARS, FEATURES, STOPWORDS, VARIANTS, Retriever, expand_synonyms
+from bot.text import acronyms_in, clean, fold, normalize, restore_diacritics, syllables
 
 # The administrative level a question names: commune, district, province, ministry.
 LEVEL_WORDS = {
@@ -37,6 +38,9 @@ LEAD_IN = re.compile(
     r"(?:tôi )?biết\s*[:,]?\s*)+", re.I)
 
 Feature = Callable[[Retriever, str, str], float]
+DENSE_LEVERS = ("hubness", "two best passages", "section the question asks", "last sentence", "question length",
+                "curated entry")
+TREES = "gradient-boosted trees (depth 2, 200 rounds) over the twelve features"
 
 
 def question_levels(question: str) -> set[str]:
@@ -93,6 +97,107 @@ def _variants(question: str, title: str) -> tuple[int, int, int]:
 def variant_split(i: int) -> Feature:
     """One of the three counts variant_agreement sums: both name it, only the entry, only the question."""
     return lambda r, q, e: float(_variants(q, r.folded_titles.get(e, ""))[i])
+
+
+class DenseEvidence:
+    """Dense-score levers that need the question's vector and every chunk of an entry, not only its best one.
+
+    The question is encoded as `Retriever.candidates` encodes it (diacritics restored, expansions appended), once.
+    """
+
+    def __init__(self, retriever: Retriever, hub_k: int = 20):
+        self.r = retriever
+        self._vectors: dict[str, np.ndarray] = {}
+        # Hubness (as in CSLS): a chunk's mean cosine to its hub_k nearest question-like vectors (entry names and FAQ
+        # questions, all in the index). A chunk close to every question is worth less when it is close to this one.
+        vectors, sections = retriever.vectors, retriever.data.chunk_section
+        background = vectors[[i for i, s in enumerate(sections) if s in (NAME, QUESTION)]]
+        self.hub = np.zeros(len(vectors), dtype=np.float32)
+        for start in range(0, len(vectors), 2048):
+            sims = vectors[start : start + 2048] @ background.T
+            k = min(hub_k, background.shape[0] - 1)
+            self.hub[start : start + 2048] = -np.partition(-sims, k, axis=1)[:, :k].mean(axis=1)
+
+    def vector(self, question: str, last_sentence: bool = False) -> np.ndarray:
+        if last_sentence:
+            sentences = [s for s in re.split(r"(?<=[.?!;])\s+", clean(question)) if len(s) > 15]
+            question = sentences[-1] if len(sentences) > 1 else question
+        key = f"{last_sentence}\0{question}"
+        if key not in self._vectors:
+            text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.r.data.restore))
+            expansions = expand_synonyms(question, self.r.data.synonyms)
+            expansions += [p for p in acronyms_in(question, self.r.acronyms) if p not in expansions]
+            if expansions:
+                text += " (" + "; ".join(expansions) + ")"
+            self._vectors[key] = self.r.encoder.encode([text], role="query")[0]
+        return self._vectors[key]
+
+    def passages(self, entry_id: str) -> np.ndarray:
+        names, passages = self.r.entry_chunks.get(entry_id, ([], []))
+        return np.array(passages or names, dtype=np.int64)
+
+    def hub_corrected(self, weight: float) -> Feature:
+        """Best passage by cosine − weight × the passage's hubness."""
+        def feature(r: Retriever, question: str, entry_id: str) -> float:
+            chunks = self.passages(entry_id)
+            return float((r.vectors[chunks] @ self.vector(question) - weight * self.hub[chunks]).max(initial=0.0))
+        return feature
+
+    def top2_mean(self, r: Retriever, question: str, entry_id: str) -> float:
+        """Mean of the entry's two best passages (evidence from more than one section)."""
+        scores = np.sort(r.vectors[self.passages(entry_id)] @ self.vector(question))[::-1]
+        return float(scores[:2].mean()) if len(scores) else 0.0
+
+    def asked_section(self, r: Retriever, question: str, entry_id: str) -> float:
+        """Best passage among the sections the question asks about (hồ sơ, thời hạn…), else the best passage."""
+        from bot.answer import detect_aspects
+
+        chunks = self.passages(entry_id)
+        asked = set(detect_aspects(question))
+        within = [c for c in chunks if r.data.chunk_section[c] in asked] or list(chunks)
+        return float((r.vectors[within] @ self.vector(question)).max(initial=0.0))
+
+    def last_sentence(self, r: Retriever, question: str, entry_id: str) -> float:
+        """Best chunk for the last sentence of a long question (letters put their question last), encoded apart."""
+        names, passages = r.entry_chunks.get(entry_id, ([], []))
+        chunks = np.array(names + passages, dtype=np.int64)
+        return float((r.vectors[chunks] @ self.vector(question, last_sentence=True)).max(initial=0.0))
+
+
+def question_length(question: str) -> float:
+    """Syllables of the question, up to 40, over 10: portal letters are long, citizens' questions short."""
+    return min(len(syllables(question)), 40) / 10
+
+
+def imported_by_length(r: Retriever, question: str, entry_id: str) -> float:
+    """An imported record, weighted by the question's length (formal letters ask about official records)."""
+    return question_length(question) if entry_id in r.imported else 0.0
+
+
+def curated_name_coverage(r: Retriever, question: str, entry_id: str) -> float:
+    """Share of the question's words in a curated entry's name (0 for imported records): curated entries, written
+    for citizens, match any conversational question densely; their names say whether they are about it."""
+    if entry_id in r.imported:
+        return 0.0
+    asked = set(syllables(question))
+    words = _title(r, entry_id)
+    return sum(1 for w in words if w in asked) / len(words) if words else 0.0
+
+
+def fit_trees(sets: list[list], set_weights: tuple[float, ...]):
+    """Gradient-boosted trees on the candidates' features (pointwise: is this candidate relevant), sets weighted."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    xs, ys, ws = [], [], []
+    for groups, weight in zip(sets, set_weights):
+        kept = [(x, y) for x, y in groups if len(x)]
+        for x, y in kept:
+            xs.append(x)
+            ys.append(y)
+            ws.append(np.full(len(y), weight / len(kept)))
+    model = HistGradientBoostingClassifier(max_depth=2, max_iter=200, learning_rate=0.05, random_state=0)
+    weights = np.concatenate(ws)  # scaled to a mean of 1: tiny weights starve the trees' minimum hessian per leaf
+    return model.fit(np.vstack(xs), np.concatenate(ys), sample_weight=weights / weights.mean())
 
 
 def fit_softmax(sets: list[list], set_weights: tuple[float, ...], l2: float = 1.0) -> np.ndarray:
@@ -185,6 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         ("softmax (listwise) fit, then coordinate ascent", [], True),
         ("softmax fit + level, title extra, title length", [level_agreement, title_extra, title_length], True),
     ]
+    if any(args.only in name for name in DENSE_LEVERS):
+        evidence = DenseEvidence(retriever)
+        dense_levers = {
+            "+ passage score corrected for hubness (CSLS-style, 0.5 × the chunk's mean cosine to its 20 nearest "
+            "names and FAQ questions)": [evidence.hub_corrected(0.5)],
+            "+ the same, 1.0 × hubness": [evidence.hub_corrected(1.0)],
+            "+ mean of the entry's two best passages": [evidence.top2_mean],
+            "+ best passage of the section the question asks about": [evidence.asked_section],
+            "+ last sentence of a long question, encoded apart": [evidence.last_sentence],
+            "+ imported record × question length": [imported_by_length],
+            "+ curated entry × share of the question in its name": [curated_name_coverage],
+        }
+        levers += [(name, features, False) for name, features in dense_levers.items()]
     for name, features, softmax in levers:
         if args.only not in name:
             continue
@@ -193,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         if softmax:
             start = fit_softmax([f_faq, f_portal[fit_half]], (0.5, 1.0))
         row(name, fit_ranking([f_faq, f_portal[fit_half]], start), f_portal)
+    if args.only in TREES:
+        model = fit_trees([g_faq, g_portal[fit_half]], (0.5, 1.0))
+        held, whole = g_portal[held_half], g_portal
+        score = lambda groups: [(model.predict_proba(x)[:, 1][:, None] if len(x) else x[:, :1], y)  # noqa: E731
+                                for x, y in groups]
+        print(f"| {TREES} | {hit_at_1(score(held), np.ones(1)):.3f} / {hit_at_3(score(held), np.ones(1)):.3f} | "
+              f"{hit_at_1(score(whole), np.ones(1)):.3f} / {hit_at_3(score(whole), np.ones(1)):.3f} |", flush=True)
     # Query normalisation: letters' lead-ins ("Kính gửi Cục…,", "Đề nghị cho biết") dropped before searching.
     if args.only not in "lead-ins":
         return 0

@@ -4,13 +4,19 @@ import re
 
 import faiss
 import numpy as np
+import pytest
 
 from bench import latency
 from bench.fit import hit_at_1
 from bench.levers import (
     LEAD_IN,
+    DenseEvidence,
+    curated_name_coverage,
     fit_softmax,
+    fit_trees,
+    imported_by_length,
     level_agreement,
+    question_length,
     question_levels,
     title_extra,
     variant_split,
@@ -45,6 +51,44 @@ def test_candidate_features_over_the_shipped_base(shipped):
     assert (both(r, "cấp lại thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc"),
             question_only(r, "gia hạn thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc")) == (1.0, 1.0)
     assert entry_only(r, "thẻ căn cước", "cap-doi-cap-lai-the-can-cuoc") >= 1.0
+
+
+def test_question_length_and_the_curated_entry_levers(shipped):
+    r = shipped.retriever
+    assert question_length("đăng ký khai sinh") == 0.4
+    assert question_length("xin hỏi " * 50) == 4.0
+    assert imported_by_length(r, "đăng ký khai sinh", "dang-ky-khai-sinh") == 0.0  # curated, not imported
+    assert curated_name_coverage(r, "đăng ký khai sinh ở đâu", "dang-ky-khai-sinh") >= 0.5
+    assert curated_name_coverage(r, "cấp phép xây dựng nhà ở", "dang-ky-khai-sinh") == 0.0
+
+
+def test_dense_evidence_scores_agree_with_the_retriever(shipped):
+    r = shipped.retriever
+    evidence = DenseEvidence(r)
+    assert evidence.hub.shape == (len(r.vectors),) and 0 < evidence.hub.min() <= evidence.hub.max() <= 1.0001
+    question = "làm giấy khai sinh cho con cần gì"
+    hit = next(h for h in r.candidates(question).hits if h.entry_id == "dang-ky-khai-sinh")
+    # With no hubness weight the corrected score is the retriever's own best passage score.
+    assert evidence.hub_corrected(0.0)(r, question, hit.entry_id) == pytest.approx(hit.features[1], abs=1e-5)
+    assert evidence.hub_corrected(1.0)(r, question, hit.entry_id) < hit.features[1]
+    assert evidence.top2_mean(r, question, hit.entry_id) <= hit.features[1] + 1e-6
+    assert evidence.asked_section(r, question, hit.entry_id) <= hit.features[1] + 1e-6  # one of the passages
+    letter = "Kính gửi Sở Tư pháp, tôi mới sinh con ở bệnh viện tỉnh. Đăng ký khai sinh cho con ở đâu?"
+    assert evidence.last_sentence(r, letter, hit.entry_id) > 0.8
+
+
+def test_trees_learn_which_candidate_is_relevant():
+    rng = np.random.default_rng(1)
+    groups = []
+    for _ in range(80):
+        x = rng.normal(size=(8, 3))
+        y = np.zeros(8, dtype=bool)
+        y[rng.integers(8)] = True
+        x[y, 1] += 3.0  # the relevant candidate stands out on feature 1 only
+        groups.append((x, y))
+    model = fit_trees([groups[:60]], (1.0,))
+    held = [(model.predict_proba(x)[:, 1][:, None], y) for x, y in groups[60:]]
+    assert hit_at_1(held, np.ones(1)) >= 0.8  # chance is 0.125; the best possible here is 0.9
 
 
 def test_softmax_fit_puts_the_relevant_candidate_first():
