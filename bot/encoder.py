@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,35 @@ def bf16_supported() -> bool:
         return False
 
 
+def _with_child(module, name: str, child):
+    """A shallow copy of a torch module with one child replaced; every other part stays shared, not copied."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)
+    clone._modules[name] = child
+    return clone
+
+
+def bf16_query_model(model):
+    """The model with a copy of its transformer layers whose Linear weights are bfloat16 (42 MB for e5-small).
+
+    Under autocast the weights would otherwise be cast to bfloat16 at every question (a tenth of its time); the
+    rounding is the same, so are the vectors. Embeddings, tokenizer and pooling stay shared with the fp32 model,
+    which goes on encoding passages. A model that is not BERT-like keeps autocast alone.
+    """
+    import torch
+
+    try:
+        transformer = model[0]
+        bert = transformer.model
+        layers = copy.deepcopy(bert.encoder)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return model
+    for module in layers.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
+    return _with_child(model, "0", _with_child(transformer, "model", _with_child(bert, "encoder", layers)))
+
+
 class SentenceTransformerEncoder:
     """The designed backend: a sentence-transformers model from a local folder or a named model."""
 
@@ -79,6 +109,7 @@ class SentenceTransformerEncoder:
         prompts = getattr(self._model, "prompts", {}) or {}
         self._prompts = {role: role for role in ("query", "passage") if role in prompts}
         self._bf16_queries = bf16_queries and bf16_supported()
+        self._query_model = bf16_query_model(self._model) if self._bf16_queries else self._model
 
     def encode(self, texts: Sequence[str], role: str = "passage", batch_size: int = 32) -> np.ndarray:
         """Encode with the model's own `query`/`passage` prompts when it defines them."""
@@ -88,8 +119,9 @@ class SentenceTransformerEncoder:
 
         # bfloat16 matrix products (fp32 accumulation) for questions: vectors at cosine 0.99999 of fp32, a third
         # faster on AVX512 CPUs. Passages, which go into the index and its cache, stay fp32.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=role == "query" and self._bf16_queries):
-            vectors = self._model.encode(
+        query = role == "query"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=query and self._bf16_queries):
+            vectors = (self._query_model if query else self._model).encode(
                 [nfc(t) for t in texts],
                 prompt_name=self._prompts.get(role),
                 batch_size=batch_size,

