@@ -111,10 +111,14 @@ def test_dense_search_runs_on_one_thread(small_index, encoder):
 
 def test_latency_benchmark_prints_percentiles(small_index, monkeypatch, capsys):
     monkeypatch.setenv("CCHC_CONFIG", str(small_index.base / "config.toml"))
-    assert latency.main(["--questions", "5"]) == 0
+    assert latency.main(["--questions", "5", "--split"]) == 0
     out = capsys.readouterr().out
-    p50, p95 = (float(v) for v in re.findall(r"p(?:50|95) ([0-9.]+) ms", out))
+    figures = {line.split(":")[0].strip(): [float(v) for v in re.findall(r"p(?:50|95) ([0-9.]+) ms", line)]
+               for line in out.splitlines()}
+    p50, p95 = figures[next(k for k in figures if k.startswith("answer latency"))]
     assert 0 < p50 <= p95, out
+    encoding, search = figures["encoding the question"], figures["search (with encoding)"]
+    assert 0 < encoding[0] <= search[0] <= p95 and 0 < figures["FAISS"][0] <= search[0], out
 
 
 def test_encoding_benchmark_compares_the_variants_against_fp32(e5_dir, capsys):
