@@ -18,7 +18,7 @@ import sys
 import time
 
 from bot.config import ConfigError, load_config
-from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.engine.knowledge import KnowledgeBase, load_knowledge
 
 
 def report_problems(kb: KnowledgeBase) -> None:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.import_portal:
         from pathlib import Path
 
-        from bot.portal import import_portal
+        from bot.importers.portal import import_portal
 
         report = import_portal(Path(args.import_portal), cfg.portal_dir, Path(args.lists) if args.lists else None,
                                progress=not args.quiet and sys.stderr.isatty())
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.import_only:
             return 0
 
-    from bot.index import BuildRefused, build_index
+    from bot.engine.index import BuildRefused, build_index
 
     try:
         report = build_index(cfg, force=args.force, progress=not args.quiet and sys.stderr.isatty(),

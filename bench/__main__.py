@@ -44,7 +44,7 @@ def run_builder(*args: str) -> tuple[str, float]:
 
 def baselines(assistant, cases) -> dict[str, tuple[float, float]]:
     """hit@1/hit@3 of the reference methods over imported procedures: dense name+field, BM25, plain RRF."""
-    from bot.text import syllables
+    from bot.engine.text import syllables
 
     entries = [e for e in assistant.data.entries.values() if e["kind"] == "procedure"]
     texts = [f"{e['title']}. {e['meta'].get('linh_vuc', '')}" for e in entries]
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.portal:
         log("import…")
-        from bot.portal import import_portal
+        from bot.importers.portal import import_portal
 
         report, seconds = timed(import_portal, Path(args.portal), cfg.portal_dir,
                                 Path(args.lists) if args.lists else None)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         victim.write_bytes(original)
         run_builder()
 
-    from bot.assistant import Assistant
+    from bot.engine.assistant import Assistant
 
     log("quality…")
     assistant = Assistant(cfg).load()

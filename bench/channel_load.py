@@ -59,8 +59,8 @@ async def _web_user(session: aiohttp.ClientSession, url: str, user: str, asks: l
 
 async def run(assistant, cfg, users: int, per_user: int) -> dict:
     """Serve both channels from one desk and send every question at once; measure and check."""
-    from bot.desk import Desk
-    from bot.web import make_app
+    from bot.channels.web import make_app
+    from bot.service.desk import Desk
 
     tg_users, web_users = users // 2, users - users // 2
     qlog = question_log()
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.users < 2 or args.questions < 1:
         parser.error("at least 2 users and 1 question each")
-    from bot.assistant import Assistant
+    from bot.engine.assistant import Assistant
 
     cfg = load_config()
     assistant = Assistant(cfg).load()

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.latency import question_pool
     from bot.config import load_config
-    from bot.encoder import SentenceTransformerEncoder, bf16_query_model, prepare_model
-    from bot.retrieval import DENSE_CHARS
-    from bot.text import clean
+    from bot.engine.encoder import SentenceTransformerEncoder, bf16_query_model, prepare_model
+    from bot.engine.retrieval import DENSE_CHARS
+    from bot.engine.text import clean
 
     torch.set_num_threads(1)
     cfg = load_config()

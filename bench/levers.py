@@ -21,9 +21,9 @@ import numpy as np
 
 from bench.fit import fit_ranking, hit_at_1, hit_at_3, relevant, training_questions
 from bench.quality import load_cases
-from bot.chunks import NAME, QUESTION
-from bot.retrieval import FEATURES, STOPWORDS, VARIANTS, Retriever
-from bot.text import clean, fold, syllables
+from bot.engine.chunks import NAME, QUESTION
+from bot.engine.retrieval import FEATURES, STOPWORDS, VARIANTS, Retriever
+from bot.engine.text import clean, fold, syllables
 
 # The administrative level a question names: commune, district, province, ministry.
 LEVEL_WORDS = {
@@ -150,7 +150,7 @@ class DenseEvidence:
 
     def asked_section(self, r: Retriever, question: str, entry_id: str) -> float:
         """Best passage among the sections the question asks about (hồ sơ, thời hạn…), else the best passage."""
-        from bot.answer import detect_aspects
+        from bot.engine.answer import detect_aspects
 
         chunks = self.passages(entry_id)
         asked = set(detect_aspects(question))
@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only the levers whose name contains this text")
     args = parser.parse_args(argv)
     fit_half, held_half = (slice(0, None, 2), slice(1, None, 2))[:: 1 if args.fit_on == "even" else -1]
-    from bot.assistant import Assistant
     from bot.config import load_config
+    from bot.engine.assistant import Assistant
 
     retriever = Assistant(load_config()).load().retriever
     assert retriever is not None

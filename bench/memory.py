@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="sentence-transformers")
     parser.add_argument("--questions", type=int, default=50)
     args = parser.parse_args(argv)
-    from bot.assistant import Assistant
     from bot.config import load_config
+    from bot.engine.assistant import Assistant
 
     cfg = load_config()
     cfg = replace(cfg, model=replace(cfg.model, backend=args.backend))

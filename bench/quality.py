@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.answer import Answer
+from bot.engine.answer import Answer
 
 
 def load_cases(path: str | Path) -> list[tuple[str, list[str]]]:
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+")
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args(argv)
-    from bot.assistant import Assistant
     from bot.config import load_config
+    from bot.engine.assistant import Assistant
 
     assistant = Assistant(load_config()).load()
     for path in args.files:

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bot.config import load_config
-    from bot.desk import Desk, open_desk
+    from bot.service.desk import Desk, open_desk
 
     cfg = load_config(args.config)
     desk: Desk = open_desk(cfg)

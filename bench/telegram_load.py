@@ -39,7 +39,7 @@ def questions(path: Path = ROOT / "bench" / "golden.tsv") -> list[str]:
 
 def question_log():
     """A question log in a temporary folder, as a deployment has one (every answer is recorded)."""
-    from bot.qlog import QuestionLog
+    from bot.service.qlog import QuestionLog
 
     return QuestionLog(Path(tempfile.mkdtemp(prefix="cchc-load-")) / "questions.db", b"load-run")
 
@@ -52,7 +52,7 @@ def batch(users: int, per_user: int) -> list[tuple[int, str]]:
 
 def desk_alone(assistant, users: int, per_user: int) -> dict:
     """The same questions straight to the desk, one after another: what answering costs without Telegram."""
-    from bot.desk import Desk
+    from bot.service.desk import Desk
 
     desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
     started = time.monotonic()
@@ -69,7 +69,7 @@ def desk_alone(assistant, users: int, per_user: int) -> dict:
 async def queued_telegram(desk, cfg, users: int, per_user: int):
     """The Telegram channel over a fresh fake Bot API with users × per_user questions already queued there;
     returns (channel, fake, app, questions expected per chat). Start it with `start_polling(app)`."""
-    from bot.telegram_channel import TelegramChannel
+    from bot.channels.telegram import TelegramChannel
     from tests.fake_telegram import FakeTelegram
 
     channel = TelegramChannel(desk, cfg)
@@ -84,7 +84,7 @@ async def queued_telegram(desk, cfg, users: int, per_user: int):
 
 async def start_polling(app) -> None:
     """Start python-telegram-bot's polling loop as fast as the fake lets it poll."""
-    from bot.telegram_channel import ALLOWED_UPDATES
+    from bot.channels.telegram import ALLOWED_UPDATES
 
     await app.initialize()
     await app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
@@ -101,7 +101,7 @@ async def stop_telegram(app, fake) -> None:
 
 async def load_run(assistant, cfg, users: int, per_user: int) -> dict:
     """Queue users × per_user questions at once, serve them, and measure."""
-    from bot.desk import Desk
+    from bot.service.desk import Desk
 
     desk = Desk(assistant, log=question_log(), rate_count=per_user * 2, rate_seconds=60)
     channel, fake, app, expected = await queued_telegram(desk, cfg, users, per_user)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=5, help="questions per user")
     parser.add_argument("--write", action="store_true", help="write the figures into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    from bot.assistant import Assistant
+    from bot.engine.assistant import Assistant
 
     load = os.getloadavg()[0]
     cfg = load_config()

@@ -7,14 +7,12 @@ import json
 import logging
 import sys
 
-from .config import ConfigError, load_config
-
-EXIT_WORDS = {"thoat", "thoát", "exit", "quit", "q", "/thoat", "/exit"}
+from bot.config import ConfigError, load_config
 
 
 def _assistant(config: str | None):
-    from .assistant import Assistant
-    from .index import IndexUnavailable
+    from bot.engine.assistant import Assistant
+    from bot.engine.index import IndexUnavailable
 
     try:
         return Assistant(load_config(config)).load()
@@ -24,29 +22,15 @@ def _assistant(config: str | None):
 
 def chat(args: argparse.Namespace) -> int:
     """A terminal chat that remembers the procedure being discussed."""
-    from .answer import Conversation
-    from .render import to_text
+    from bot.channels.terminal import chat as run
 
     print("Đang tải trợ lý…", file=sys.stderr, flush=True)
-    assistant = _assistant(args.config)
-    conversation = Conversation()
-    print("Trợ lý CCHC — hỏi về thủ tục hành chính, cải cách hành chính. Gõ 'thoát' để kết thúc.\n")
-    while True:
-        try:
-            question = input("Bạn: ")
-        except (EOFError, KeyboardInterrupt):
-            print()
-            return 0
-        if question.strip().lower() in EXIT_WORDS:
-            return 0
-        if not question.strip():
-            continue
-        print("\nTrợ lý: " + to_text(assistant.ask(question, conversation)) + "\n", flush=True)
+    return run(_assistant(args.config))
 
 
 def ask(args: argparse.Namespace) -> int:
     """One answer as text, or with --json one JSON line per question line read from standard input."""
-    from .render import to_json, to_text
+    from bot.channels.render import to_json, to_text
 
     if args.json:
         # JSON lines are UTF-8 whatever the locale; bytes that are not UTF-8 become U+FFFD instead of a crash.
@@ -72,7 +56,7 @@ def telegram(args: argparse.Namespace) -> int:
     """Serve the Telegram bot (long polling, or a webhook behind a reverse proxy)."""
     try:
         cfg = load_config(args.config)
-        from .telegram_channel import run
+        from bot.channels.telegram import run
     except ConfigError as e:
         sys.exit(f"Lỗi: {e}")
     logging.getLogger().setLevel(logging.INFO)
@@ -82,8 +66,8 @@ def telegram(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """The web server: Zalo OA webhook, JSON API and the embeddable web chat."""
-    from .index import IndexUnavailable
-    from .web import serve as run
+    from bot.channels.web import serve as run
+    from bot.engine.index import IndexUnavailable
 
     try:
         cfg = load_config(args.config)
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p_tg.add_argument("--webhook", action="store_true",
                       help="webhook mode ([telegram] webhook_url, secret in $TELEGRAM_WEBHOOK_SECRET)")
     p_tg.set_defaults(func=telegram)
-    from .staff import register as register_staff
+    from bot.staff.commands import register as register_staff
 
     register_staff(sub)  # log purge, review, report
     p_serve = sub.add_parser("serve", help="web server: Zalo OA webhook, JSON API, embeddable web chat")

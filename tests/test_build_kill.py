@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 
-from bot.assistant import Assistant
 from bot.config import ROOT
-from bot.index import current_version, open_index, versions
+from bot.engine.assistant import Assistant
+from bot.engine.index import current_version, open_index, versions
 
 ROUNDS = int(os.environ.get("CCHC_KILL_ROUNDS", "5"))
 QUESTION = "đăng ký khai sinh cần giấy tờ gì"

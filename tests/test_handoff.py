@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from bot.handoff import BUTTON, Handoff, is_request, reason_of, staff_text
-from bot.qlog import QuestionLog
+from bot.service.handoff import BUTTON, Handoff, is_request, reason_of, staff_text
+from bot.service.qlog import QuestionLog
 
 
 @pytest.mark.parametrize("text", ["/canbo", "/canbo@TroLyCCHCBot", "Tôi muốn gặp cán bộ", "cho tôi gap can bo",
@@ -28,8 +28,8 @@ def test_reason():
 
 @pytest.fixture
 def desk(small_index, encoder, monkeypatch):
-    from bot.assistant import Assistant
-    from bot.desk import open_desk
+    from bot.engine.assistant import Assistant
+    from bot.service.desk import open_desk
 
     monkeypatch.setenv("LOG_HASH_KEY", "test key")
     desk = open_desk(small_index, Assistant(small_index, encoder=encoder).load())
@@ -98,9 +98,9 @@ def test_words_request_keeps_what_was_asked(tmp_path):
 
 
 def test_handoff_off_when_log_is_off(small_index, encoder, monkeypatch):
-    from bot.assistant import Assistant
     from bot.config import load_config
-    from bot.desk import open_desk
+    from bot.engine.assistant import Assistant
+    from bot.service.desk import open_desk
 
     monkeypatch.setenv("CCHC_LOG_ENABLED", "false")
     desk = open_desk(load_config(small_index.base / "config.toml"), Assistant(small_index, encoder=encoder).load())
@@ -123,7 +123,7 @@ def test_a_failing_database_gets_an_apology_with_the_hotline(tmp_path, caplog):
 def test_courier_delivers_on_its_channel_retries_and_drops_the_unreachable(tmp_path):
     import asyncio
 
-    from bot.handoff import Courier, Undeliverable
+    from bot.service.handoff import Courier, Undeliverable
 
     log = QuestionLog(tmp_path / "q.db", b"s")
     handoff = Handoff(log)

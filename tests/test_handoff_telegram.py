@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.desk import Desk
-from bot.handoff import BUTTON, Handoff
-from bot.qlog import QuestionLog
-from bot.telegram_channel import ALLOWED_UPDATES, TelegramChannel
+from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel
+from bot.service.desk import Desk
+from bot.service.handoff import BUTTON, Handoff
+from bot.service.qlog import QuestionLog
 from tests.fake_telegram import FakeTelegram
 from tests.test_telegram_channel import loop, run  # noqa: F401  (loop is a fixture: one event loop in a thread)
 
@@ -72,7 +72,7 @@ async def round_trip(cfg, assistant, log: QuestionLog) -> FakeTelegram:
 
 
 def test_handoff_round_trip(loop, small_index, encoder, tmp_path):  # noqa: F811
-    from bot.assistant import Assistant
+    from bot.engine.assistant import Assistant
 
     assistant = Assistant(small_index, encoder=encoder).load()
     log = QuestionLog(tmp_path / "questions.db", b"secret")

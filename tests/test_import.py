@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-from bot.assistant import Assistant
 from bot.config import ROOT
-from bot.index import build_index
-from bot.knowledge import load_knowledge
-from bot.portal import import_portal
+from bot.engine.assistant import Assistant
+from bot.engine.index import build_index
+from bot.engine.knowledge import load_knowledge
+from bot.importers.portal import import_portal
 from tests.conftest import DATA
 
 PORTAL = DATA / "portal"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bot import index
-from bot.assistant import Assistant
-from bot.index import (
+from bot.engine.assistant import Assistant
+from bot.engine.index import (
     CURRENT,
     BuildRefused,
     IndexUnavailable,
@@ -16,7 +16,7 @@ from bot.index import (
     make_faiss_index,
     open_index,
 )
-from bot.retrieval import stored_vectors
+from bot.engine.retrieval import stored_vectors
 from tests.conftest import write_config
 
 

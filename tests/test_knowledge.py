@@ -6,7 +6,7 @@ import sys
 import tomllib
 
 from bot.config import ROOT
-from bot.knowledge import DISTRICT_RE, load_knowledge
+from bot.engine.knowledge import DISTRICT_RE, load_knowledge
 from tests.conftest import FIXTURE_KB, SHARED, needs_shared
 
 TODAY = dt.date(2026, 11, 21)

@@ -21,7 +21,7 @@ from bench.levers import (
     title_extra,
     variant_split,
 )
-from bot.assistant import Assistant
+from bot.engine.assistant import Assistant
 
 
 def test_question_levels_read_the_administrative_level_named():

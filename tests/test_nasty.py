@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.answer import Answer, Link, Source
+from bot.channels.render import body_text, cite, to_json, to_text
 from bot.config import ROOT
-from bot.desk import LONG_NOTE, Desk
-from bot.render import body_text, cite, to_json, to_text
-from bot.text import clean
+from bot.engine.answer import Answer, Link, Source
+from bot.engine.text import clean
+from bot.service.desk import LONG_NOTE, Desk
 from tests.conftest import DATA
 
 CORPUS_FILE = DATA / "nasty.tsv"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import ROOT
-from bot.knowledge import LINKS_FILE, load_knowledge, parse_entry
-from bot.portal import (
+from bot.engine.knowledge import LINKS_FILE, load_knowledge, parse_entry
+from bot.importers.portal import (
     Channel,
     clean_conditions,
     documents_sure,

@@ -13,9 +13,9 @@ import sqlite_utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.answer import Answer, Source
 from bot.config import ConfigError, load_config
-from bot.qlog import MIGRATIONS, QuestionLog, SchemaError, hash_key, mask, migrate
+from bot.engine.answer import Answer, Source
+from bot.service.qlog import MIGRATIONS, QuestionLog, SchemaError, hash_key, mask, migrate
 
 SECRET = b"k" * 32
 
@@ -226,8 +226,8 @@ def test_log_settings_booleans(tmp_path):
 
 
 def test_open_desk_logs_masked_questions(small_index, encoder, monkeypatch):
-    from bot.assistant import Assistant
-    from bot.desk import open_desk
+    from bot.engine.assistant import Assistant
+    from bot.service.desk import open_desk
 
     monkeypatch.delenv("LOG_HASH_KEY", raising=False)
     assistant = Assistant(small_index, encoder=encoder).load()

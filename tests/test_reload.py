@@ -27,8 +27,8 @@ STREAM = ["đăng ký khai sinh cần giấy tờ gì", "lệ phí đăng ký k�
 
 
 def test_rebuild_during_a_stream_of_questions(small_index, encoder, kb_copy, monkeypatch):
-    from bot.assistant import Assistant
-    from bot.desk import open_desk
+    from bot.engine.assistant import Assistant
+    from bot.service.desk import open_desk
 
     monkeypatch.setenv("LOG_HASH_KEY", "test key")
     assistant = Assistant(small_index, encoder=encoder).load()
@@ -69,7 +69,7 @@ def test_rebuild_during_a_stream_of_questions(small_index, encoder, kb_copy, mon
     assert len(during) >= len(STREAM), "the stream should overlap the build"
     assert [r[0] for r in replies] == list(range(asked))
     assert all(kind in ("answer", "decline") for _, kind, *_ in replies), {r[1] for r in replies}
-    from bot.qlog import QuestionLog
+    from bot.service.qlog import QuestionLog
 
     log = QuestionLog(small_index.data_dir / "log" / "questions.db", b"unused")
     try:

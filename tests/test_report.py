@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from bot.answer import Answer
 from bot.config import ROOT
-from bot.knowledge import load_knowledge
-from bot.qlog import QuestionLog
-from bot.report import charts, parse_since, render_html, summarize
-from bot.review import group
-from bot.sample import faq_questions, generate_sample
+from bot.engine.answer import Answer
+from bot.engine.knowledge import load_knowledge
+from bot.service.qlog import QuestionLog
+from bot.staff.report import charts, parse_since, render_html, summarize
+from bot.staff.review import group
+from bot.staff.sample import faq_questions, generate_sample
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 

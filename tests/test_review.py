@@ -7,10 +7,10 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from bot.config import ROOT
-from bot.knowledge import load_knowledge
-from bot.qlog import QuestionLog
-from bot.review import _bare, _key, group, needs_review, prepare_for
-from bot.sample import MISSING, faq_questions, generate_sample
+from bot.engine.knowledge import load_knowledge
+from bot.service.qlog import QuestionLog
+from bot.staff.review import _bare, _key, group, needs_review, prepare_for
+from bot.staff.sample import MISSING, faq_questions, generate_sample
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -58,10 +58,10 @@ YEN = ["nuôi chim yến có cần xin phép không", "Nuôi chim yến có cầ
 
 def test_draft_filled_moved_and_rebuilt_answers_the_question(small_index, encoder, kb_copy, tmp_path, monkeypatch,
                                                              capsys):
-    from bot.assistant import Assistant
     from bot.cli import main
-    from bot.desk import open_desk
-    from bot.index import build_index
+    from bot.engine.assistant import Assistant
+    from bot.engine.index import build_index
+    from bot.service.desk import open_desk
 
     monkeypatch.setenv("LOG_HASH_KEY", "k")
     assistant = Assistant(small_index, encoder=encoder).load()

@@ -14,13 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.answer import Answer, Source
-from bot.config import ROOT
-from bot.desk import LONG_NOTE, Desk, Reply
-from bot.handoff import BUTTON as HANDOFF_BUTTON
-from bot.handoff import Handoff
-from bot.qlog import QuestionLog
-from bot.telegram_channel import (
+from bot.channels.telegram import (
     ALLOWED_UPDATES,
     EDITED_NOTE,
     NON_TEXT,
@@ -29,6 +23,12 @@ from bot.telegram_channel import (
     render_html,
     split_html,
 )
+from bot.config import ROOT
+from bot.engine.answer import Answer, Source
+from bot.service.desk import LONG_NOTE, Desk, Reply
+from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+from bot.service.handoff import Handoff
+from bot.service.qlog import QuestionLog
 from tests.fake_telegram import ApiError, FakeTelegram, html_text
 
 ADMIN = 777

@@ -2,7 +2,7 @@
 
 import unicodedata
 
-from bot.text import (
+from bot.engine.text import (
     bigrams,
     clean,
     fold,
@@ -76,7 +76,7 @@ def test_restore_diacritics_from_the_corpus():
 
 
 def test_acronyms_are_learned_from_procedure_names():
-    from bot.text import acronym_table, acronyms_in
+    from bot.engine.text import acronym_table, acronyms_in
 
     names = ["Cấp giấy phép lưu hành xe quá tải", "Cấp lại giấy phép lưu hành xe", "Đăng ký biển số xe",
              "Cấp đổi đăng ký biển số"]

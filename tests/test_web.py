@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.channels.web import make_app
 from bot.config import ROOT, load_config
-from bot.desk import LONG_NOTE, Desk
-from bot.qlog import QuestionLog
-from bot.web import make_app
+from bot.service.desk import LONG_NOTE, Desk
+from bot.service.qlog import QuestionLog
 
 # The README's screenshot is refreshed only on request (CCHC_SCREENSHOT=1): a test run leaves the checkout clean.
 SCREENSHOT = ROOT / "docs" / "webchat.png"

@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-web_module = pytest.importorskip("bot.web", reason="the web server lands with the web branch")
+web_module = pytest.importorskip("bot.channels.web", reason="the web server lands with the web branch")
 
 from aiohttp import ClientSession  # noqa: E402
 from aiohttp.test_utils import TestServer  # noqa: E402
 
 from bot.config import load_config  # noqa: E402
-from bot.desk import Desk  # noqa: E402
+from bot.service.desk import Desk  # noqa: E402
 from tests.test_nasty import CORPUS, MARKUP, OK_KINDS, UNSAFE_CHARS, VIETNAMESE  # noqa: E402
 
 SECRET_FILES = ("config.toml", "bot/web.py", "etc/passwd", "pyproject.toml")

@@ -14,11 +14,11 @@ from fake_zalo import FakeZalo, zalo_signature
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.answer import Answer, Link
+from bot.channels.web import make_app
+from bot.channels.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature, split_text
 from bot.config import load_config
-from bot.desk import Desk, Reply
-from bot.web import make_app
-from bot.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature, split_text
+from bot.engine.answer import Answer, Link
+from bot.service.desk import Desk, Reply
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +221,8 @@ def test_a_long_answer_is_split_and_buttons_stay_within_zalos_limits():
 
 
 def test_a_staff_reply_reaches_the_citizen_who_asked_for_a_person_on_zalo(shipped, tmp_path):
-    from bot.handoff import Handoff
-    from bot.qlog import QuestionLog
+    from bot.service.handoff import Handoff
+    from bot.service.qlog import QuestionLog
 
     log = QuestionLog(tmp_path / "questions.db", b"test-key")
     handoff = Handoff(log)

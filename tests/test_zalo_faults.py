@@ -13,9 +13,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from fake_zalo import FakeZalo
 
-from bot.desk import Desk
-from bot.web import ZALO
-from bot.zalo import FAILED
+from bot.channels.zalo import FAILED, ZALO
+from bot.service.desk import Desk
 from tests.test_zalo import zalo_server
 
 

@@ -1,7 +1,9 @@
 """The Telegram channel: python-telegram-bot in polling or webhook mode, rendering the desk's replies as HTML.
 
 Rendering (`render_html`, `split_html`) is pure; `TelegramChannel` wires the desk into a python-telegram-bot
-`Application` (handlers, buttons, feedback, admin commands, error handler, flood control).
+`Application` (handlers, buttons, feedback, admin commands, error handler, flood control). `relay` carries
+handoff tickets to the staff group and staff replies back. Like every channel, it imports the engine, the
+service, `render` and the channel registry, never another channel.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from telegram.ext import (
     filters,
 )
 
-from .config import Config
-from .desk import Desk, Reply
-from .handoff import BUTTON as HANDOFF_BUTTON
-from .render import cite, short
+from bot.channels import ChannelInfo
+from bot.channels.render import cite, short
+from bot.config import Config
+from bot.service.desk import Desk, Reply
+from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 
+CHANNEL = ChannelInfo("telegram", "Telegram", "#229ED9", share=0.5, section="telegram")
 log = logging.getLogger("bot.telegram")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
@@ -212,7 +216,7 @@ class TelegramChannel:
                                        self.on_non_text))
         app.add_error_handler(self.on_error)
         if self.desk.handoff is not None and self.settings.staff_chat:  # handoff: tickets to staff, replies back
-            from .handoff_telegram import StaffRelay
+            from .relay import StaffRelay
 
             StaffRelay(self.desk.handoff, self.settings.staff_chat).install(app)
         return app
@@ -472,8 +476,8 @@ class TelegramChannel:
 
 def run(cfg: Config, webhook: bool = False) -> int:
     """`python -m bot telegram [--webhook]`: serve until SIGINT/SIGTERM, finishing every update already taken."""
-    from .desk import open_desk
-    from .index import IndexUnavailable
+    from bot.engine.index import IndexUnavailable
+    from bot.service.desk import open_desk
 
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not token:

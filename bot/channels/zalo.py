@@ -28,7 +28,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from .desk import Desk, Reply
+from bot.config import Config
+from bot.service.desk import Desk, Reply
+from bot.service.handoff import Courier
+
+from . import ChannelInfo
 from .render import short, to_text
 
 log = logging.getLogger("bot.zalo")
@@ -251,7 +255,7 @@ UNREACHABLE = frozenset({-213, -230})
 
 def zalo_sender(client: ZaloClient):
     """`send(address, text)` for the handoff Courier: a staff reply as Zalo text messages."""
-    from .handoff import Undeliverable
+    from bot.service.handoff import Undeliverable
 
     async def send(user_id: str, text: str) -> None:
         try:
@@ -379,3 +383,43 @@ def _event_key(event: dict, timestamp: str) -> str:
         return f"msg:{msg_id}"
     who = (event.get("follower") or event.get("sender") or {}).get("id", "")
     return f"{event.get('event_name')}:{who}:{timestamp}"
+
+
+ZALO = web.AppKey("zalo", ZaloWebhook)  # the ZaloWebhook, created when the server starts
+NOT_CONFIGURED = "Kênh Zalo chưa được cấu hình (thiếu ZALO_APP_ID, ZALO_OA_SECRET_KEY)."
+
+
+def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> None:
+    """`POST /zalo/webhook` on the web server; without ZALO_APP_ID and ZALO_OA_SECRET_KEY it answers 503."""
+    secrets = Secrets.from_env(env)
+    if secrets is None:
+        async def not_configured(request: web.Request) -> web.Response:
+            return web.json_response({"error": NOT_CONFIGURED}, status=503,
+                                     dumps=lambda x: json.dumps(x, ensure_ascii=False))
+
+        app.router.add_post("/zalo/webhook", not_configured)
+        return
+
+    async def zalo_context(app: web.Application):
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.zalo.timeout))
+        tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token)
+        client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
+        app[ZALO] = ZaloWebhook(desk, secrets, client, cfg.zalo.max_age)
+        stopping, courier = asyncio.Event(), None
+        if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo
+            courier = asyncio.create_task(Courier(desk.handoff, "zalo", zalo_sender(client)).run(stopping))
+        yield
+        stopping.set()
+        if courier is not None:
+            await courier  # a delivery pass under way is finished first
+        await app[ZALO].drain()
+        await session.close()
+
+    async def zalo_webhook(request: web.Request) -> web.Response:
+        return await request.app[ZALO].handle(request)
+
+    app.cleanup_ctx.append(zalo_context)
+    app.router.add_post("/zalo/webhook", zalo_webhook)
+
+
+CHANNEL = ChannelInfo("zalo", "Zalo", "#0068FF", share=0.35, section="zalo", mount=mount)

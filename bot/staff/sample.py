@@ -11,9 +11,10 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from .answer import Answer, Source
-from .handoff import BUTTON, Handoff
-from .qlog import QuestionLog
+from bot.channels import registry
+from bot.engine.answer import Answer, Source
+from bot.service.handoff import BUTTON, Handoff
+from bot.service.qlog import QuestionLog
 
 # Topics the shipped base does not cover, each asked in several ways (as citizens type them).
 MISSING: dict[str, list[str]] = {
@@ -29,7 +30,6 @@ MISSING: dict[str, list[str]] = {
     "cay-xanh": ["xin chặt cây trước nhà ở đâu", "chặt cây xanh trên vỉa hè có cần xin phép",
                  "chat cay via he xin phep ai"],
 }
-CHANNELS = (("telegram", 0.5), ("zalo", 0.35), ("web", 0.15))
 PERSONAL = (" sđt 0912 345 678", " CCCD 001099012345", " email nguyenvana@gmail.com", "")
 
 
@@ -54,6 +54,7 @@ def generate_sample(log: QuestionLog, answered: list[tuple[str, str, str, str]],
                     per_day: int = 60, seed: int = 7, now: datetime | None = None) -> int:
     """Write a generated log of `days` days ending at `now` into `log`; returns the number of questions."""
     rng = random.Random(seed)
+    channels = sorted(((c.name, c.share) for c in registry().values() if c.share > 0), key=lambda c: -c[1])
     now = now or datetime.now(UTC)
     start = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     missing = [(topic, q) for topic, variants in MISSING.items() for q in variants]
@@ -75,7 +76,7 @@ def generate_sample(log: QuestionLog, answered: list[tuple[str, str, str, str]],
                     if at > now:
                         continue
                     log.clock = _fixed(at)
-                    channel = _weighted(rng, CHANNELS)
+                    channel = _weighted(rng, channels)
                     user = str(rng.randrange(1, per_day * 4))
                     roll = rng.random()
                     if roll < 0.2:

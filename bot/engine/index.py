@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from bot.config import Config
+
 from .chunks import Chunk, chunk_entry
-from .config import Config
 from .knowledge import Entry, KnowledgeBase, load_knowledge
 from .text import acronym_table, lexical_form, normalize, restoration_table
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
-from .config import Config
-from .desk import Desk, Reply
-from .handoff import Courier
+from bot.config import Config
+from bot.service.desk import Desk, Reply
+
+from . import ChannelInfo, registry
 from .render import cite, to_json
-from .zalo import Secrets, TokenStore, ZaloClient, ZaloWebhook, zalo_sender
 
 log = logging.getLogger("bot.web")
 
@@ -24,7 +22,6 @@ STATIC = Path(__file__).parent / "static"
 USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DESK = web.AppKey("desk", Desk)
 CONFIG = web.AppKey("config", Config)
-ZALO = web.AppKey("zalo", ZaloWebhook)  # the ZaloWebhook, created when the server starts
 BAD_JSON = "Nội dung gửi lên không phải JSON hợp lệ. Hãy gửi {\"question\": \"câu hỏi của bạn\"}."
 NO_QUESTION = "Thiếu câu hỏi: hãy gửi {\"question\": \"câu hỏi của bạn\"} (question là chuỗi chữ)."
 TOO_LARGE = "Yêu cầu quá lớn (tối đa {limit} byte). Bạn hãy hỏi ngắn gọn hơn."
@@ -127,49 +124,31 @@ async def headers(request: web.Request, handler):
     return response
 
 
-def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> web.Application:
-    """The server: web chat, JSON API, health check and, when ZALO_APP_ID and ZALO_OA_SECRET_KEY are set, Zalo."""
-    app = web.Application(client_max_size=cfg.web.max_body, middlewares=[headers])
-    app[DESK], app[CONFIG] = desk, cfg
+def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> None:
+    """The web chat's own routes: the page, its static files and the JSON API."""
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC)
     app.router.add_post("/api/ask", ask)
     app.router.add_post("/api/feedback", feedback)
+
+
+CHANNEL = ChannelInfo("web", "Web", "#7A8B99", share=0.15, section="web", mount=mount)
+
+
+def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> web.Application:
+    """The server: a health check, then every registered channel's routes (web chat and JSON API, Zalo webhook)."""
+    app = web.Application(client_max_size=cfg.web.max_body, middlewares=[headers])
+    app[DESK], app[CONFIG] = desk, cfg
     app.router.add_get("/healthz", healthz)
-    secrets = Secrets.from_env(env)
-    if secrets is None:
-        async def not_configured(request: web.Request) -> web.Response:
-            return _error(503, "Kênh Zalo chưa được cấu hình (thiếu ZALO_APP_ID, ZALO_OA_SECRET_KEY).")
-
-        app.router.add_post("/zalo/webhook", not_configured)
-        return app
-
-    async def zalo_context(app: web.Application):
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.zalo.timeout))
-        tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token)
-        client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
-        app[ZALO] = ZaloWebhook(desk, secrets, client, cfg.zalo.max_age)
-        stopping, courier = asyncio.Event(), None
-        if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo
-            courier = asyncio.create_task(Courier(desk.handoff, "zalo", zalo_sender(client)).run(stopping))
-        yield
-        stopping.set()
-        if courier is not None:
-            await courier  # a delivery pass under way is finished first
-        await app[ZALO].drain()
-        await session.close()
-
-    async def zalo_webhook(request: web.Request) -> web.Response:
-        return await request.app[ZALO].handle(request)
-
-    app.cleanup_ctx.append(zalo_context)
-    app.router.add_post("/zalo/webhook", zalo_webhook)
+    for channel in registry().values():
+        if channel.mount is not None:
+            channel.mount(app, cfg, desk, env)
     return app
 
 
 def serve(cfg: Config) -> None:
     """Open the desk and serve until interrupted."""
-    from .desk import open_desk
+    from bot.service.desk import open_desk
 
     desk = open_desk(cfg)
     try:

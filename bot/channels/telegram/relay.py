@@ -17,7 +17,7 @@ from telegram import ForceReply, Update
 from telegram.error import NetworkError, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, MessageHandler, filters
 
-from .handoff import Courier, Delivery, Handoff, Undeliverable, staff_text
+from bot.service.handoff import Courier, Delivery, Handoff, Undeliverable, staff_text
 
 log = logging.getLogger("bot.handoff")
 

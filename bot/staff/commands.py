@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from bot.config import ConfigError, load_config
 
 
 def _config(args):
@@ -19,7 +19,7 @@ def _config(args):
 
 def _log(cfg):
     """The question log (created empty when no channel has written one yet)."""
-    from .qlog import QuestionLog, SchemaError
+    from bot.service.qlog import QuestionLog, SchemaError
 
     try:
         return QuestionLog.open(cfg)
@@ -28,8 +28,8 @@ def _log(cfg):
 
 
 def _assistant(cfg, required: bool):
-    from .assistant import Assistant
-    from .index import IndexUnavailable
+    from bot.engine.assistant import Assistant
+    from bot.engine.index import IndexUnavailable
 
     try:
         return Assistant(cfg).load()
@@ -103,14 +103,16 @@ def review(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     """Write the HTML report of the question log (or, with --sample, of a generated sample log)."""
-    from .qlog import QuestionLog, hash_key
+    from bot.service.qlog import QuestionLog, hash_key
+
     from .report import charts, render_html, summarize
 
     cfg = _config(args)
     now = dt.datetime.now(dt.UTC)
     since = _since(args.since, now)
     if args.sample:
-        from .knowledge import load_knowledge
+        from bot.engine.knowledge import load_knowledge
+
         from .sample import faq_questions, generate_sample
 
         path = cfg.data_dir / "log" / "sample.db"

@@ -6,7 +6,7 @@ the text allows it without guessing; where a split is not sure, the entry keeps 
 a wrong fee or deadline is worse than an unformatted one. Nothing is invented: every sentence of a generated
 entry is either the portal's text or a fixed phrase saying what the portal does (not) give.
 
-    python -m bot.portal SRC DEST [--lists FOLDER] [--date 2026-01-31]
+    python -m bot.importers.portal SRC DEST [--lists FOLDER] [--date 2026-01-31]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .knowledge import (
+from bot.engine.knowledge import (
     CAN_CU,
     CODE_RE,
     DISTRICT_RE,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .text import fold, has_diacritics
+from bot.engine.text import fold, has_diacritics
 
 THRESHOLD = 0.90  # cosine similarity of e5 query vectors, diacritics restored: on the generated log, groups are pure
 PLACEHOLDER = re.compile(r"\[(?:số CCCD|số CMND|số điện thoại|email|mã hồ sơ)\]")
@@ -97,7 +97,7 @@ def _labels(encoder, texts: list[str], threshold: float) -> np.ndarray:
 
 def prepare_for(assistant) -> Callable[[str], str]:
     """Ready a question for the encoder as the assistant's retriever does (diacritics restored)."""
-    from .text import clean, normalize, restore_diacritics
+    from bot.engine.text import clean, normalize, restore_diacritics
 
     assistant.refresh()
     restore = assistant.data.restore

@@ -6,8 +6,9 @@ import logging
 import threading
 import uuid
 
+from bot.config import Config
+
 from .answer import Answer, Conversation, Link, compose_answer
-from .config import Config
 from .index import IndexData, IndexUnavailable, current_version, named_version, open_index, versions
 from .retrieval import Retriever
 from .text import clean
@@ -121,7 +122,7 @@ class Assistant:
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            from .qlog import mask  # personal data stays out of the error log, as out of the question log
+            from .privacy import mask  # personal data stays out of the error log, as out of the question log
 
             log.exception("error %s answering %r", error_id, mask(clean(question or "", limit=200)))
             hotline = (self.data.hotline if self.data else None) or {"name": "Tổng đài Cổng Dịch vụ công quốc gia",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .answer import Answer, Source
-from .text import plain
+from bot.engine.answer import Answer, Source
+from bot.engine.text import plain
 
 DATE_LABELS = {"procedure": "kiểm tra ngày", "plan": "ban hành ngày", "topic": "cập nhật ngày", "faq": "kiểm tra ngày"}
 

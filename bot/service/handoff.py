@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .answer import Answer
+from bot.engine.answer import Answer
+from bot.engine.text import clean, fold
+
 from .qlog import QuestionLog, stamp
-from .text import clean, fold
 
 log = logging.getLogger("bot.handoff")
 

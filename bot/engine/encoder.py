@@ -10,7 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import Config
+from bot.config import Config
+
 from .text import nfc
 
 DEFAULT_MODEL = "multilingual-e5-small"

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .review import Cluster
+from bot.channels import registry
 
-CHANNEL_COLORS = {"telegram": "#229ED9", "zalo": "#0068FF", "web": "#7A8B99"}
+from .review import Cluster
 
 
 def parse_since(text: str, now: dt.datetime) -> dt.datetime:
@@ -91,6 +91,7 @@ def charts(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}
+    colors = {c.name: c.color for c in registry().values()}
     days = list(summary["per_day"])
     if days:
         x = np.arange(len(days))
@@ -100,7 +101,7 @@ def charts(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str
         bottom = np.zeros(len(days))
         for channel in sorted(summary["channels"], key=lambda c: -summary["channels"][c]):
             values = np.array([summary["per_day"][d][channel] for d in days], dtype=float)
-            ax.bar(x, values, bottom=bottom, label=channel, color=CHANNEL_COLORS.get(channel))
+            ax.bar(x, values, bottom=bottom, label=channel, color=colors.get(channel))
             bottom += values
         ax.set_xticks(x[::step], labels[::step])
         ax.set_ylabel("câu hỏi")

@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from .answer import Answer, Conversation
+from bot.engine.answer import Answer, Conversation
+from bot.engine.knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
+from bot.engine.text import clean, cut_words
+
 from .handoff import BUTTON as HANDOFF_BUTTON
 from .handoff import is_request as is_handoff_request
-from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
-from .text import clean, cut_words
 
 # Follow-up buttons: the section a button asks for, its short label, and the question it stands for (about the
 # procedure last discussed, through the conversation).
@@ -168,7 +169,7 @@ def open_desk(cfg, assistant=None) -> Desk:
     """The desk a channel serves from: the assistant over the serving index, limits from [answer], the question
     log in <data>/log/questions.db unless [log] enabled = false."""
     if assistant is None:
-        from .assistant import Assistant
+        from bot.engine.assistant import Assistant
 
         assistant = Assistant(cfg).load()
     log = handoff = None
