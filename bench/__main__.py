@@ -46,8 +46,8 @@ def baselines(assistant, cases) -> dict[str, tuple[float, float]]:
     """hit@1/hit@3 of the reference methods over imported procedures: dense name+field, BM25, plain RRF."""
     from bot.engine.text import syllables
 
-    entries = [e for e in assistant.data.entries.values() if e["kind"] == "procedure"]
-    texts = [f"{e['title']}. {e['meta'].get('linh_vuc', '')}" for e in entries]
+    entries = [e for e in assistant.data.entries.values() if e.kind == "procedure"]
+    texts = [f"{e.title}. {e.text('linh_vuc')}" for e in entries]
     vectors = assistant.encoder.encode(texts, role="passage")
     db = sqlite3.connect(":memory:")
     db.execute("create virtual table t using fts5(body)")
@@ -74,7 +74,7 @@ def baselines(assistant, cases) -> dict[str, tuple[float, float]]:
         h1 = h3 = 0
         for question, expected in cases:
             ranked = [entries[i] for i in method(question)[:3]]
-            hits = [bool(set(e["topics"] or []) & set(expected)) for e in ranked]
+            hits = [bool(set(e.topics) & set(expected)) for e in ranked]
             h1 += bool(hits[:1] and hits[0])
             h3 += any(hits)
         out[name] = (h1 / len(cases), h3 / len(cases))

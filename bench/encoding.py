@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.latency import question_pool
     from bot.config import load_config
     from bot.engine.encoder import SentenceTransformerEncoder, bf16_query_model, prepare_model
-    from bot.engine.retrieval import DENSE_CHARS
+    from bot.engine.question import DENSE_CHARS
     from bot.engine.text import clean
 
     torch.set_num_threads(1)

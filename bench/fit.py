@@ -1,23 +1,26 @@
-"""Fit the ranking and confidence weights of bot/retrieval.py on the knowledge base's own FAQ questions.
+"""Fit the ranking and confidence weights (bot/engine/weights.json) on the knowledge base's own FAQ questions.
 
-    python -m bench.fit
+    python -m bench.fit [--write]
 
 Training questions are the FAQ entries' question variants, each asked with its own FAQ left out (so it must
 find what the FAQ is about) and, with --portal-dev, every other question of the portal's FAQ (the rest is held
 out). Ranking weights: coordinate ascent on hit@1 + ½·hit@3, averaged over the two question sets, from the
 current weights. Confidence: logistic regression of "the top entry is right" on the top entry's features, with
 bench/ood.tsv as negatives. bench/golden.tsv is held out to check both; ../shared/eval/dev.tsv is never used.
-Prints the weights to paste into bot/retrieval.py and the held-out figures.
+Prints the held-out figures and the weights by feature name; --write stores them in bot/engine/weights.json as the
+profile in use ("curated" or "national"), which the retriever reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 
 from bench.quality import load_cases
+from bot.engine.features import WEIGHTS_FILE, load_weights, weights_data
 from bot.engine.retrieval import FEATURES, Retriever
 
 HERE = "bench"
@@ -28,17 +31,17 @@ def training_questions(retriever: Retriever) -> list[tuple[str, set[str], frozen
     """(question, ids it is about, entries to leave out) for every FAQ question variant."""
     out = []
     for entry in retriever.data.entries.values():
-        if entry["kind"] != "faq":
+        if entry.kind != "faq":
             continue
-        targets = set(entry["meta"].get("lien_quan", []))
-        for question in entry["meta"].get("cau_hoi", []):
-            out.append((question, targets, frozenset({entry["id"]})))
+        targets = set(entry.related)
+        for question in entry.questions:
+            out.append((question, targets, frozenset({entry.id})))
     return out
 
 
 def relevant(retriever: Retriever, entry_id: str, targets: set[str]) -> bool:
     """An entry answers when it is one of the targets or an FAQ about one of them."""
-    return bool(set(retriever.data.entries[entry_id]["topics"] or [entry_id]) & targets)
+    return bool(set(retriever.data.entries[entry_id].topics or [entry_id]) & targets)
 
 
 def collect(retriever: Retriever, questions):
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a question counts as answerable when a relevant entry is among this many best "
                              "(1 for the curated base; 3 over the national import, where near-duplicate procedures "
                              "make the first place noisy and a decline costs the citizen the three sources)")
+    parser.add_argument("--write", action="store_true", help=f"store the fitted weights in {WEIGHTS_FILE.name}")
     args = parser.parse_args(argv)
     from bot.config import load_config
     from bot.engine.assistant import Assistant
@@ -168,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
               f"declined {np.mean(prob(xs) < 0.5):.3f}")
     xo, _ = top_features(g_golden_out, w)
     print(f"golden out-of-domain declined {np.mean(prob(xo) < 0.5):.3f}")
-    print(f'PROFILES["{retriever.profile}"] = (')
-    print("    (" + ", ".join(f"{v:.4g}" for v in w) + "),")
-    print("    (" + ", ".join(f"{v:.4g}" for v in c) + "),\n)")
+    fitted_profile = {retriever.profile: ([float(f"{v:.4g}") for v in w], [float(f"{v:.4g}") for v in c])}
+    print(json.dumps(weights_data(fitted_profile), indent=2))
+    if args.write:
+        profiles = {name: load_weights(name) for name in json.loads(WEIGHTS_FILE.read_text(encoding="utf-8"))}
+        profiles.update(fitted_profile)  # type: ignore[arg-type]
+        WEIGHTS_FILE.write_text(json.dumps(weights_data(profiles), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote the {retriever.profile} weights into {WEIGHTS_FILE}", file=sys.stderr)
     return 0
 
 

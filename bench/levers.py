@@ -22,7 +22,9 @@ import numpy as np
 from bench.fit import fit_ranking, hit_at_1, hit_at_3, relevant, training_questions
 from bench.quality import load_cases
 from bot.engine.chunks import NAME, QUESTION
-from bot.engine.retrieval import FEATURES, STOPWORDS, VARIANTS, Retriever
+from bot.engine.features import VARIANTS
+from bot.engine.question import STOPWORDS
+from bot.engine.retrieval import FEATURES, Retriever
 from bot.engine.text import clean, fold, syllables
 
 # The administrative level a question names: commune, district, province, ministry.
@@ -49,7 +51,7 @@ def question_levels(question: str) -> set[str]:
 
 def entry_levels(retriever: Retriever, entry_id: str) -> set[str]:
     """Levels that carry out a procedure, from its cap_thuc_hien and agency."""
-    meta = retriever.data.entries[entry_id]["meta"] or {}
+    meta = retriever.data.entries[entry_id].meta
     levels = fold(str(meta.get("cap_thuc_hien", ""))).lower()
     out = {name for name, word in (("xa", "cap xa"), ("tinh", "cap tinh"), ("bo", "cap bo")) if word in levels}
     if re.search(r"huyện|quận", str(meta.get("co_quan_thuc_hien", "")), re.I):
@@ -150,7 +152,7 @@ class DenseEvidence:
 
     def asked_section(self, r: Retriever, question: str, entry_id: str) -> float:
         """Best passage among the sections the question asks about (hồ sơ, thời hạn…), else the best passage."""
-        from bot.engine.answer import detect_aspects
+        from bot.engine.question import detect_aspects
 
         chunks = self.passages(entry_id)
         asked = set(detect_aspects(question))
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{hit_at_1(whole, w):.3f} / {hit_at_3(whole, w):.3f} |", flush=True)
 
     print("| lever | held-out half hit@1 / hit@3 | all hit@1 / hit@3 |\n| --- | --- | --- |")
-    row("current weights (PROFILES['national'])", current, g_portal)
+    row("current weights (weights.json, national)", current, g_portal)
     evidence = DenseEvidence(retriever)  # computes nothing until a lever below asks
     levers: list[tuple[str, list[Feature], bool]] = [
         ("refit by coordinate ascent, no new feature", [], False),

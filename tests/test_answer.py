@@ -3,9 +3,10 @@
 import pytest
 
 from bot.channels.render import to_json, to_text
-from bot.engine.answer import Conversation, detect_aspects, truncate
+from bot.engine.answer import Conversation, truncate
 from bot.engine.assistant import Assistant
 from bot.engine.knowledge import CAN_CU, HO_SO, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
+from bot.engine.question import detect_aspects
 
 
 @pytest.mark.parametrize("question, aspects", [
@@ -126,8 +127,9 @@ def test_bad_input_is_answered_without_a_crash(assistant, question):
 
 def test_entry_ids_in_text_are_shown_as_titles():
     from bot.engine.answer import name_entries
+    from bot.engine.index import Record
 
-    entries = {"dang-ky-khai-sinh": {"title": "Đăng ký khai sinh"}}
+    entries = {"dang-ky-khai-sinh": Record("dang-ky-khai-sinh", "procedure", "", {"tieu_de": "Đăng ký khai sinh"}, "", ())}
     assert name_entries("Xem mục dang-ky-khai-sinh, mã 1.001193, trang https://x.vn/a-b-c.", entries) == \
         "Xem mục “Đăng ký khai sinh”, mã 1.001193, trang https://x.vn/a-b-c."
 

@@ -104,7 +104,7 @@ def test_a_utf8_bom_and_windows_line_ends_are_accepted(small_index, kb_copy, enc
     (kb_copy / "chu-de/co-bom.md").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     report = build_index(small_index, lambda: encoder, progress=False)
     assert not report.up_to_date and report.entries == 8
-    assert open_index(small_index).entries["co-bom"]["title"] == "Chủ đề có BOM"
+    assert open_index(small_index).entries["co-bom"].title == "Chủ đề có BOM"
 
 
 def test_duplicate_ids_name_both_files(small_index, kb_copy, tmp_path, encoder, capsys):

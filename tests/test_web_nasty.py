@@ -17,7 +17,7 @@ from bot.config import load_config  # noqa: E402
 from bot.service.desk import Desk  # noqa: E402
 from tests.test_nasty import CORPUS, MARKUP, OK_KINDS, UNSAFE_CHARS, VIETNAMESE  # noqa: E402
 
-SECRET_FILES = ("config.toml", "bot/web.py", "etc/passwd", "pyproject.toml")
+SECRET_FILES = ("config.toml", "bot/channels/web.py", "etc/passwd", "pyproject.toml")
 
 
 @pytest.fixture(scope="module")

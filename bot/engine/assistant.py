@@ -117,7 +117,7 @@ class Assistant:
         try:
             self.refresh()
             assert self.data is not None and self.retriever is not None
-            result = self.retriever.search(question)
+            result = self.retriever.search(self.retriever.analyse(question))  # analysed once, read by both
             return compose_answer(result, self.data.entries, self.data.chunk_text, self.default_links,
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:

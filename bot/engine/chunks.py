@@ -83,7 +83,7 @@ def chunk_entry(entry: Entry) -> list[Chunk]:
     chunks.append(Chunk(entry.id, NAME, name_text(entry), role="query"))
     for piece in split_text(_strip_markdown(entry.summary)):
         chunks.append(Chunk(entry.id, SUMMARY, f"{entry.title}\n{piece}"))
-    imported = "nhap_tu" in entry.meta
+    imported = entry.imported
     for section in entry.sections:
         if imported and section.heading in IMPORTED_UNEMBEDDED:
             continue

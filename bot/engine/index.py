@@ -21,7 +21,7 @@ import sqlite_utils
 from bot.config import Config
 
 from .chunks import Chunk, chunk_entry
-from .knowledge import Entry, KnowledgeBase, load_knowledge
+from .knowledge import Entry, KnowledgeBase, Link, Section, load_knowledge
 from .text import acronym_table, lexical_form, normalize, restoration_table
 
 FORMAT = 4  # bump when the layout of a built index changes
@@ -195,7 +195,7 @@ def corpus_texts(kb: KnowledgeBase) -> Iterator[str]:
     """Texts for learning how folded words are spelled: all curated text, and the names of imported records."""
     for entry in kb.entries.values():
         yield entry.title
-        if "nhap_tu" in entry.meta:  # thousands of official records: their names carry the vocabulary
+        if entry.imported:  # thousands of official records: their names carry the vocabulary
             yield entry.text("linh_vuc")
             continue
         yield from entry.values("tu_khoa")
@@ -388,6 +388,20 @@ def _remove_old_versions(root: Path, keep: set[str]) -> None:
 # --------------------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True)
+class Record(Entry):
+    """An entry as the index serves it: the knowledge entry, with its online service link resolved."""
+
+    online: Link | None = None
+
+
+def _record(row: sqlite3.Row) -> Record:
+    online = json.loads(row["online"]) if row["online"] else None
+    return Record(id=row["id"], kind=row["kind"], path=row["path"], meta=json.loads(row["meta"] or "{}"),
+                  summary=row["summary"], sections=tuple(Section(h, t, 0) for h, t in json.loads(row["sections"] or "[]")),
+                  online=Link(**online) if online else None)
+
+
 @dataclass
 class IndexData:
     """An opened index version: vectors, chunk and entry metadata, dictionary and links."""
@@ -398,7 +412,7 @@ class IndexData:
     chunk_entry: list[str]
     chunk_section: list[str]
     chunk_text: list[str]
-    entries: dict[str, dict]
+    entries: dict[str, Record]
     synonyms: list[tuple[str, list[str]]]
     links: list[dict]
     hotline: dict | None
@@ -479,12 +493,7 @@ def open_index(cfg: Config, version: str | None = None) -> IndexData:
 def _read_meta(db: sqlite3.Connection, version: str, manifest: dict, index) -> IndexData:
     db.row_factory = sqlite3.Row
     rows = db.execute("select entry_id, section, text from chunks order by id").fetchall()
-    entries = {}
-    for row in db.execute("select * from entries"):
-        item = dict(row)
-        for key in ("topics", "meta", "sections", "online"):
-            item[key] = json.loads(item[key]) if item[key] else None
-        entries[item["id"]] = item
+    entries = {row["id"]: _record(row) for row in db.execute("select * from entries")}
     settings = {row["key"]: json.loads(row["value"]) for row in db.execute("select key, value from settings")}
     return IndexData(
         version=version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import difflib
 import re
@@ -165,6 +166,21 @@ class Entry:
         out = [self.id] + self.codes + self.values("lien_quan")
         return list(dict.fromkeys(out))
 
+    @property
+    def imported(self) -> bool:
+        """Generated from the national portal's records (`nhap_tu`), not written by staff."""
+        return "nhap_tu" in self.meta
+
+    @property
+    def questions(self) -> list[str]:
+        """An FAQ's wordings of its question (cau_hoi)."""
+        return self.values("cau_hoi")
+
+    @property
+    def related(self) -> list[str]:
+        """The entries an FAQ is about (lien_quan)."""
+        return self.values("lien_quan")
+
 
 @dataclass(frozen=True)
 class Link:
@@ -185,6 +201,35 @@ class Hotline:
     url: str
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A procedure known only by name (`danh-muc.tsv`, from `index_builder.py --import-names`): the bot can say that
+    it exists, who handles it and where to look, and nothing more."""
+
+    code: str
+    name: str
+    agency: str
+
+
+LISTINGS_FILE = "danh-muc.tsv"
+LISTINGS_HEADER = ("ma_thu_tuc", "ten_thu_tuc", "co_quan")
+
+
+def parse_listings(path: Path, rel: str) -> tuple[list[Listing], list[Problem]]:
+    """Read a names file written by the importer; a malformed line is reported with its number."""
+    listings, problems = [], []
+    with path.open(encoding="utf-8", newline="") as f:
+        for n, row in enumerate(csv.reader(f, delimiter="\t"), 1):
+            if n == 1 and tuple(row) == LISTINGS_HEADER:
+                continue
+            if len(row) != 3 or not CODE_RE.match(row[0]) or not row[1].strip():
+                problems.append(Problem(rel, n, "dòng danh mục cần 3 cột: mã thủ tục, tên, cơ quan",
+                                        "chạy lại `index_builder.py --import-names`"))
+                continue
+            listings.append(Listing(row[0], row[1].strip(), row[2].strip()))
+    return listings, problems
+
+
 @dataclass
 class KnowledgeBase:
     """Every entry, the synonym dictionary and the official links, with the problems found."""
@@ -196,6 +241,7 @@ class KnowledgeBase:
     problems: list[Problem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     shadowed: int = 0  # imported entries left out because a curated entry names the same code
+    listings: list[Listing] = field(default_factory=list)  # procedures known by name only
 
     @property
     def errors(self) -> list[Problem]:
@@ -609,9 +655,17 @@ def load_knowledge(dirs: Iterable[Path], today: dt.date | None = None,
             continue
         kb.entries[entry.id] = entry
         where[entry.id] = rel
+    for base in imported:
+        path = base / LISTINGS_FILE
+        if path.is_file():
+            kb.files.append(path)
+            listings, problems = parse_listings(path, _rel(path, base))
+            kb.problems.extend(problems)
+            held = {c for e in kb.entries.values() for c in e.codes}
+            kb.listings.extend(x for x in listings if x.code not in held)
     if imported:
-        curated_codes = {c for e in kb.entries.values() if "nhap_tu" not in e.meta for c in e.codes}
-        for entry_id in [i for i, e in kb.entries.items() if "nhap_tu" in e.meta and set(e.codes) & curated_codes]:
+        curated_codes = {c for e in kb.entries.values() if not e.imported for c in e.codes}
+        for entry_id in [i for i, e in kb.entries.items() if e.imported and set(e.codes) & curated_codes]:
             del kb.entries[entry_id]
             kb.shadowed += 1
     for entry in kb.entries.values():

@@ -10,53 +10,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import features as F
 from .chunks import NAME, QUESTION
+from .features import NAMES as FEATURES  # noqa: F401  (the features' names, in the order of Hit.features)
+from .features import Evidence, Terms, load_weights
 from .index import IndexData
-from .text import acronyms_in, bigrams, clean, fold, normalize, restore_diacritics, syllables
+from .question import STOPWORDS, Question, analyse
+from .text import bigrams, fold, syllables
 
-# Folded syllables that carry no topic: question words, pronouns, politeness.
-STOPWORDS = frozenset(
-    """a ah ak alo anh ban bi biet bo cac cach cai can cau chi cho chu co con cua cung da dang de den deu di
-    dieu do duoc em gi giup hay hai hoi hoac hoi khi khong la lam lieu luc ma minh mot muon nao ne neu nha nhe
-    nhieu nhu nhung noi o oi phai qua ra roi sao se tai the thi thu tuc toi tren tu va vay ve vi voi xin
-    u uh vang dc ko k j z ntn""".split()
-)
 DENSE_CANDIDATES = 32  # nearest chunks; 64 (and 50 hits) found nothing more on portal-dev: BENCHMARKS.md
 LEXICAL_CANDIDATES = 24
 LEXICAL_TERMS = 24
-DENSE_CHARS = 400
 LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
-FEATURES = ("dense", "dense_passage", "dense_name", "coverage", "name_coverage", "phrase", "lexical", "faq",
-            "name_in_question", "name_phrase_in_question", "imported", "variant")
-# A candidate's score is its rank weights · features; the probability that the top candidate answers the question
-# is a logistic function of the confidence weights · (features, 1). Two profiles, fitted by `python -m bench.fit`
-# (see there): "curated" for the knowledge base alone, "national" when it includes the national database import,
-# whose thousands of near-duplicate official procedures call for different weights.
-PROFILES = {
-    "curated": (
-        (1, 1.472, 0, 0.003762, 0.01683, 0.01818, 0.04552, 0.02856, 0, 0, 0, 0),
-        (12.87, 60.99, 0, -0.4249, -0.3497, 1.543, 1.229, -0.7925, 0, 0, 0, 0, -64.8),
-    ),
-    "national": (
-        (1, 4.022, -0.16, 0.04376, 0.0668, 0.1382, 0.04552, -0.2214, 0.01, 0.04, -0.14, 0.02),
-        (-3.096, 90.57, -6.854, 2.262, -0.4733, 3.082, 0, 0, 0, 0, 0, 0, -72.29),
-    ),
-}
+# A candidate's score is its rank weights · features (bot/engine/features.py); the probability that the top
+# candidate answers the question is a logistic function of the confidence weights · (features, 1). Two profiles,
+# fitted by `python -m bench.fit --write` into bot/engine/weights.json: "curated" for the knowledge base alone,
+# "national" when it includes the national database import, whose thousands of near-duplicate official procedures
+# call for different weights.
 DECLINE_BELOW = 0.5
-# Words that tell apart the variants of one procedure (cấp / cấp lại / gia hạn / điều chỉnh…), folded.
-VARIANTS = ("cap lai", "cap doi", "gia han", "dieu chinh", "sua doi", "bo sung", "thay doi", "thu hoi", "chuyen doi",
-            "cong nhan", "dang ky lai", "xoa dang ky", "tam dung", "cham dut", "giai the", "nuoc ngoai", "lan dau",
-            "dinh chi", "huy bo", "xac nhan", "phe duyet", "tham dinh")
-
-
-def variant_agreement(question: str, name: str) -> float:
-    """+1 for each variant word both name, −1 for each only the entry's name has, −0.5 for each only the question has."""
-    q, n = f" {question} ", f" {name} "
-    score = 0.0
-    for v in VARIANTS:
-        in_q, in_n = f" {v} " in q, f" {v} " in n
-        score += 1.0 if in_q and in_n else -1.0 if in_n else -0.5 if in_q else 0.0
-    return score
 
 
 @dataclass
@@ -76,26 +47,14 @@ class Hit:
 class SearchResult:
     """Ranked entries and how sure we are that the first one answers the question."""
 
-    question: str
+    question: Question
     hits: list[Hit] = field(default_factory=list)
     confidence: float = 0.0
-    expansions: list[str] = field(default_factory=list)
 
-
-def content_syllables(text: str) -> list[str]:
-    """Folded syllables of a question without question words and politeness."""
-    return [s for s in syllables(text) if s not in STOPWORDS and len(s) > 0]
-
-
-def expand_synonyms(question: str, synonyms: Sequence[tuple[str, list[str]]]) -> list[str]:
-    """Expansions of the dictionary terms the question contains (matched on folded whole words)."""
-    folded = " " + " ".join(syllables(question)) + " "
-    out: list[str] = []
-    for term, expansions in synonyms:
-        key = " ".join(syllables(term))
-        if key and f" {key} " in folded:
-            out.extend(e for e in expansions if e not in out)
-    return out
+    @property
+    def expansions(self) -> tuple[str, ...]:
+        """What the question's dictionary terms and acronyms stand for."""
+        return self.question.expansions
 
 
 def fts_query(terms: Sequence[str]) -> str:
@@ -121,19 +80,6 @@ def stored_vectors(index) -> np.ndarray:
     return index.reconstruct_n(0, index.ntotal)
 
 
-def contains(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Which of `ids` are in the sorted array (a binary search: far cheaper than np.isin per candidate)."""
-    if not len(sorted_ids) or not len(ids):
-        return np.zeros(len(ids), dtype=bool)
-    at = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
-    return sorted_ids[at] == ids
-
-
-def share(found: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted share of what was found."""
-    total = weights.sum()
-    return float(weights[found].sum() / total) if total else 0.0
-
 class Retriever:
     """Searches one opened index with one encoder."""
 
@@ -144,9 +90,9 @@ class Retriever:
         # Acronyms learned from procedure names, except those the curated dictionary already explains.
         explained = {fold(term) for term, _ in data.synonyms}
         self.acronyms = {k: v for k, v in data.acronyms.items() if k not in explained}
-        self.imported = {e for e, row in data.entries.items() if "nhap_tu" in (row["meta"] or {})}
+        self.imported = {e for e, record in data.entries.items() if record.imported}
         self.profile = profile or ("national" if self.imported else "curated")
-        self.rank_weights, self.confidence_weights = PROFILES[self.profile]
+        self.rank_weights, self.confidence_weights = load_weights(self.profile)
         # Each entry's terms (syllables and pairs) as sorted term ids: compact for tens of thousands of entries.
         self.vocab: dict[str, int] = {}
         self.lexicon: dict[str, np.ndarray] = {}
@@ -176,7 +122,7 @@ class Retriever:
         import faiss
 
         faiss.omp_set_num_threads(1)
-        self.folded_titles = {e: " ".join(syllables(row["title"])) for e, row in data.entries.items()}
+        self.folded_titles = {e: " ".join(syllables(record.title)) for e, record in data.entries.items()}
         names = {NAME, QUESTION}
         self.entry_chunks: dict[str, tuple[list[int], list[int]]] = {}  # (name-like chunks, passages)
         for i, (entry, section) in enumerate(zip(data.chunk_entry, data.chunk_section)):
@@ -229,71 +175,49 @@ class Retriever:
         ).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
-    def dense_text(self, question: str) -> tuple[str, list[str]]:
-        """What is encoded for a question, and the expansions of its dictionary terms and acronyms."""
-        expansions = expand_synonyms(question, self.data.synonyms)
-        expansions += [p for p in acronyms_in(question, self.acronyms) if p not in expansions]
-        # The start of a long question carries its subject; encoding costs grow with length (p95 latency).
-        text = normalize(restore_diacritics(clean(question, DENSE_CHARS), self.data.restore))
-        if expansions:
-            text += " (" + "; ".join(expansions) + ")"
-        return text, expansions
+    def analyse(self, text: str) -> Question:
+        """The question in every form retrieval and the answer read, against this index's dictionaries."""
+        return analyse(text, self.data.synonyms, self.acronyms, self.data.restore)
 
-    def candidates(self, question: str, exclude: frozenset[str] = frozenset()) -> SearchResult:
+    def candidates(self, question: str | Question, exclude: frozenset[str] = frozenset()) -> SearchResult:
         """Every entry found by either search, with its features, unranked."""
-        question = clean(question)
-        result = SearchResult(question=question)
-        if not syllables(question):
+        q = question if isinstance(question, Question) else self.analyse(question)
+        result = SearchResult(question=q)
+        if q.empty:
             return result
-        dense_text, result.expansions = self.dense_text(question)
-        own = content_syllables(question)
-        own_phrases = [b for b in bigrams(syllables(question)) if not all(p in STOPWORDS for p in b.split("_"))]
-        terms = own + own_phrases
-        for expansion in result.expansions:
-            terms += content_syllables(expansion) + bigrams(syllables(expansion))
-
         # Full-text search runs on the other core while the encoder (one thread) works: SQLite releases the GIL.
-        lexical_search = self._pool.submit(self.lexical, terms)
-        vector = self.encoder.encode([dense_text], role="query")[0]
+        lexical_search = self._pool.submit(self.lexical, q.terms)
+        vector = self.encoder.encode([q.dense_text], role="query")[0]
         nearest = self.dense_vector(vector)
         lexical = {e: sc for e, sc in lexical_search.result() if e not in exclude}
         entries = [e for e in dict.fromkeys([self.data.chunk_entry[c] for c, _ in nearest] + list(lexical))
                    if e not in exclude]
         top_lexical = max(lexical.values(), default=0.0) or 1.0
         empty = np.zeros(0, dtype=np.int32)
-        own_ids, own_weights = self.term_ids(own)
-        phrase_ids, _ = self.term_ids(own_phrases)
-        asked = self._ids(syllables(question) + bigrams(syllables(question)))
-        folded_question = " ".join(syllables(question))
+        own, own_weights = self.term_ids(q.content)
+        terms = Terms(own=own, own_weights=own_weights, phrases=self.term_ids(q.phrases)[0],
+                      asked=self._ids(list(q.syllables) + bigrams(list(q.syllables))))
         for entry in entries:
             name_chunks, passages = self.entry_chunks.get(entry, ([], []))
             name_scores = self.vectors[name_chunks] @ vector if name_chunks else np.zeros(0)
             passage_scores = self.vectors[passages] @ vector if passages else np.zeros(0)
-            dense_name = float(name_scores.max(initial=0.0))
-            dense_passage = float(passage_scores.max(initial=0.0))
-            lexicon = self.lexicon.get(entry, empty)
             title_words, title_pairs = self.title_terms.get(entry, (empty, empty))
-            features = (
-                max(dense_name, dense_passage),
-                dense_passage,
-                dense_name,
-                share(contains(lexicon, own_ids), own_weights),
-                share(contains(self.name_lexicon.get(entry, empty), own_ids), own_weights),
-                float(contains(lexicon, phrase_ids).mean()) if len(phrase_ids) else 0.0,
-                lexical.get(entry, 0.0) / top_lexical,
-                1.0 if self.data.entries[entry]["kind"] == "faq" else 0.0,
-                share(contains(asked, title_words), self.idf[title_words]),
-                float(contains(asked, title_pairs).mean()) if len(title_pairs) else 0.0,
-                1.0 if entry in self.imported else 0.0,
-                variant_agreement(folded_question, self.folded_titles.get(entry, "")),
+            evidence = Evidence(
+                question=q, terms=terms, record=self.data.entries[entry],
+                dense_name=float(name_scores.max(initial=0.0)), dense_passage=float(passage_scores.max(initial=0.0)),
+                lexical=lexical.get(entry, 0.0) / top_lexical, lexicon=self.lexicon.get(entry, empty),
+                name_lexicon=self.name_lexicon.get(entry, empty), title_words=title_words,
+                title_word_idf=self.idf[title_words], title_pairs=title_pairs,
+                folded_title=self.folded_titles.get(entry, ""),
             )
+            features = F.compute(evidence)
             chunk = passages[int(passage_scores.argmax())] if passages else (name_chunks[0] if name_chunks else -1)
             result.hits.append(Hit(entry_id=entry, score=0.0, dense=features[0], lexical=lexical.get(entry, 0.0),
                                    chunk=chunk, section=self.data.chunk_section[chunk] if chunk >= 0 else "",
                                    features=features))
         return result
 
-    def search(self, question: str, k: int = 5, exclude: frozenset[str] = frozenset()) -> SearchResult:
+    def search(self, question: str | Question, k: int = 5, exclude: frozenset[str] = frozenset()) -> SearchResult:
         """Rank entries for a question; an empty or meaningless question finds nothing."""
         result = self.candidates(question, exclude)
         for hit in result.hits:

@@ -144,7 +144,7 @@ class Desk:
 
     def _is_procedure(self, entry_id: str) -> bool:
         data = self.assistant.data
-        return bool(data and entry_id in data.entries and data.entries[entry_id]["kind"] == "procedure")
+        return bool(data and entry_id in data.entries and data.entries[entry_id].kind == "procedure")
 
     def feedback(self, question_id: int, value: int) -> bool:
         """Record 👍 (+1) or 👎 (-1) for a logged question; False when there is no log or no such question."""

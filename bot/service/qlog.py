@@ -116,7 +116,7 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Callable[[sqlite_uti
 
 
 class QuestionLog:
-    """The question log of `bot.desk.QuestionSink`, over SQLite (WAL) through sqlite-utils; thread-safe."""
+    """The question log of `bot.service.desk.QuestionSink`, over SQLite (WAL) through sqlite-utils; thread-safe."""
 
     def __init__(self, path: str | Path, secret: bytes, keep_dossier_codes: bool = False,
                  clock: Callable[[], datetime] = _now):

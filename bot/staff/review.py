@@ -111,7 +111,7 @@ def add_closest(clusters: list[Cluster], assistant) -> None:
         result = assistant.retriever.search(cluster.example)
         if result.hits:
             hit = result.hits[0]
-            cluster.closest = (hit.entry_id, assistant.data.entries[hit.entry_id]["title"], round(hit.score, 3))
+            cluster.closest = (hit.entry_id, assistant.data.entries[hit.entry_id].title, round(hit.score, 3))
 
 
 def slug(text: str, words: int = 7) -> str:
