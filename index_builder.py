@@ -6,6 +6,9 @@
     python index_builder.py --force    rebuild even when nothing changed
     python index_builder.py --import-portal ../shared/data/procedures [--lists ../shared/data/procedure-lists]
                                        import the national procedure database into <data>/portal/, then build
+    python index_builder.py --import-names ../shared/data/portal-faq-train.tsv
+                                       names of procedures the base does not hold (from the portal's FAQ), so
+                                       the bot can say one exists, who handles it and where to look; then build
 
 A knowledge base with errors is refused: every problem is listed as `file:line: what — how to fix`,
 the exit code is 1, and the index already serving stays as it is.
@@ -18,7 +21,7 @@ import sys
 import time
 
 from bot.config import ConfigError, load_config
-from bot.engine.knowledge import KnowledgeBase, load_knowledge
+from bot.engine.knowledge import KnowledgeBase, coverage_lines, load_knowledge
 
 
 def report_problems(kb: KnowledgeBase) -> None:
@@ -36,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--import-portal", metavar="DIR", help="procedure records (<agency>/<code>.json) to import first")
     parser.add_argument("--lists", metavar="DIR", help="the portal's XLSX procedure lists, used with --import-portal")
-    parser.add_argument("--import-only", action="store_true", help="with --import-portal: import, do not build")
+    parser.add_argument("--import-names", metavar="FAQ_TSV",
+                        help="the portal FAQ file (codes, procedure names, ministry) to import names from")
+    parser.add_argument("--import-only", action="store_true", help="with --import-portal/--import-names: import, do not build")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         report_problems(kb)
         print(f"{len(kb.entries)} mục, {len(kb.errors)} lỗi, {len(kb.warnings)} cảnh báo "
               f"({time.perf_counter() - started:.1f} giây).")
+        print("\n".join(coverage_lines(kb)))
         return 1 if kb.errors else 0
 
     if args.import_portal:
@@ -60,8 +66,20 @@ def main(argv: list[str] | None = None) -> int:
         report = import_portal(Path(args.import_portal), cfg.portal_dir, Path(args.lists) if args.lists else None,
                                progress=not args.quiet and sys.stderr.isatty())
         print(report.summary())
-        if args.import_only:
-            return 0
+    if args.import_names:
+        from pathlib import Path
+
+        from bot.importers.names import import_names, name_key
+
+        kb = load_knowledge(cfg.knowledge_dirs, imported=[cfg.portal_dir])
+        held_codes = {c for e in kb.entries.values() for c in e.codes}
+        names = import_names(Path(args.import_names), cfg.portal_dir, held_codes,
+                             {name_key(e.title) for e in kb.entries.values() if e.kind == "procedure"})
+        print(names.summary())
+        for problem in names.problems[:20]:
+            print(problem, file=sys.stderr)
+    if args.import_only and (args.import_portal or args.import_names):
+        return 0
 
     from bot.engine.index import BuildRefused, build_index
 
@@ -79,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in report.warnings:
         print(warning, file=sys.stderr)
     print(report.summary())
+    print("\n".join(report.coverage))
     return 0
 
 

@@ -41,7 +41,7 @@ def to_text(answer: Answer, links: bool = True) -> str:
     buttons) links."""
     blocks = [body_text(answer)]
     if answer.suggestions:
-        blocks.append("Có thể bạn muốn hỏi:\n" + "\n".join(f"- {s}" for s in answer.suggestions))
+        blocks.append(answer.suggestions_label + "\n" + "\n".join(f"- {s}" for s in answer.suggestions))
     if answer.sources:
         lines = []
         for s in answer.sources:

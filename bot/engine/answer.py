@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote_plus
 
 from .index import Record
 from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN
-from .question import ASPECT_WORDS, content_syllables, detect_aspects
-from .retrieval import DECLINE_BELOW, Hit, SearchResult
-from .text import reflow
+from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, detect_aspects
+from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
+from .text import fold, reflow
 
 CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
+# Kinds of answer that do not answer from the base: unsure, or the base does not hold what was asked.
+NOT_ANSWERED = ("decline", "not_held", "listed")
 # Words of a follow-up that name no new subject: "còn nộp online thì sao?"
 FOLLOW_UP_WORDS = frozenset("con the vay sao thi nop lam duoc cai viec nua xem".split())
 GREETING = re.compile(
@@ -51,12 +54,13 @@ class Answer:
     """The one value every channel renders."""
 
     question: str
-    kind: str  # answer | decline | greeting | thanks | empty | error
+    kind: str  # answer | decline | not_held | listed | greeting | thanks | empty | error
     title: str = ""
     parts: list[tuple[str, str]] = field(default_factory=list)  # (heading, text); heading may be ''
     sources: list[Source] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    suggestions_label: str = "Có thể bạn muốn hỏi:"  # "may be related" where the base lacks what was asked
     confidence: float = 0.0
     entry_id: str | None = None
     aspects: list[str] = field(default_factory=list)
@@ -148,8 +152,13 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
         return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
                              chunk_text, -1, entries)
 
+    listing = named_listing(result)
+    if listing is not None:
+        return listed(question, listing, result, entries, defaults, hotline)
     if not result.hits or result.confidence < DECLINE_BELOW:
         return decline(question, result, entries, defaults, hotline)
+    if result.covered < result.covered_below:
+        return not_held(asked, result, entries, defaults, hotline)
 
     top = result.hits[0]
     entry = entries[top.entry_id]
@@ -233,6 +242,71 @@ def decline(question: str, result: SearchResult, entries: dict[str, Record], def
         text += f" Bạn có thể gọi {hotline['name']} {hotline['number']} hoặc tra cứu trên {hotline['url']}."
     suggestions = [_title_with_date(entries[h.entry_id]) for h in result.hits[:3] if result.confidence > 0.05]
     return Answer(question, "decline", parts=[("", text)], links=list(defaults), suggestions=suggestions,
+                  confidence=round(result.confidence, 4))
+
+
+# The national portal's procedure search, given the key words of a question or a procedure's name.
+PORTAL_SEARCH = "https://dichvucong.gov.vn/p/home/dvc-tthc-thu-tuc-hanh-chinh.html?keyword="
+RELATED_LABEL = "Có thể liên quan (không chắc là thủ tục bạn hỏi):"
+LISTING_DENSE = 0.90  # a name-only listing this close to the question, and closer than any entry, is what it asks
+LISTING_WORDS = 0.75  # ... and names this share of the question's content words (IDF-weighted)
+
+
+def key_terms(question: Question, limit: int = 8) -> str:
+    """The question's own words that name its subject, as typed (question words and politeness left out)."""
+    words = [w for w in re.findall(r"[\w.]+", question.text) if fold(w).lower() not in STOPWORDS]
+    return " ".join(words[:limit])
+
+
+def portal_search(terms: str) -> Link:
+    """A link to search the national portal for these words."""
+    return Link("Tìm trên Cổng Dịch vụ công quốc gia", PORTAL_SEARCH + quote_plus(terms[:120]))
+
+
+def _hotline_text(hotline: dict | None) -> str:
+    return f" Bạn cũng có thể gọi {hotline['name']} {hotline['number']}." if hotline else ""
+
+
+def named_listing(result: SearchResult) -> ListingHit | None:
+    """The procedure known by name only that the question is about, when its name fits better than any entry's."""
+    if not result.listings or result.covered >= result.covered_below:
+        return None
+    best = result.listings[0]
+    top_name = result.coverage.get("dense_name", 0.0)
+    if best.dense >= LISTING_DENSE and best.dense > top_name and best.words >= LISTING_WORDS:
+        return best
+    return None
+
+
+def _related(result: SearchResult, entries: dict[str, Record]) -> list[str]:
+    return [_title_with_date(entries[h.entry_id]) for h in result.hits[:3] if h.entry_id in entries]
+
+
+def not_held(question: Question, result: SearchResult, entries: dict[str, Record], defaults: Sequence[Link],
+             hotline: dict | None) -> Answer:
+    """The base lacks the procedure asked about: say so, link a portal search for it; near entries only as related."""
+    text = ("Thủ tục bạn hỏi hiện chưa có trong dữ liệu của Trợ lý, nên tôi không trả lời để tránh đưa thông tin "
+            "không đúng. Bạn có thể tìm thủ tục này trên Cổng Dịch vụ công quốc gia theo đường dẫn bên dưới."
+            + _hotline_text(hotline))
+    return Answer(question.text, "not_held", parts=[("", text)], links=[portal_search(key_terms(question)), *defaults],
+                  suggestions=_related(result, entries), suggestions_label=RELATED_LABEL,
+                  confidence=round(result.confidence, 4))
+
+
+def listed(question: str, hit: ListingHit, result: SearchResult, entries: dict[str, Record], defaults: Sequence[Link],
+           hotline: dict | None) -> Answer:
+    """A procedure known by name only: its name, its agency and where to look, never details we do not hold."""
+    listing = hit.listing
+    text = (f"Thủ tục “{listing.name}” (mã {listing.code}) có trên Cổng Dịch vụ công quốc gia"
+            + (f", thuộc lĩnh vực của {listing.agency} theo dữ liệu của Cổng (tên bộ có thể đã đổi sau khi sắp xếp "
+               "bộ máy năm 2025)" if listing.agency else "")
+            + ". Trợ lý chưa có thông tin chi tiết của thủ tục này (hồ sơ, lệ phí, thời hạn), nên bạn hãy xem trên "
+            "Cổng theo đường dẫn bên dưới." + _hotline_text(hotline))
+    search = portal_search(listing.name)
+    source = Source(f"danh-muc:{listing.code}", listing.name, "listing", "", search.url, round(hit.dense, 4),
+                    [listing.code])
+    return Answer(question, "listed", title=listing.name, parts=[("", text)], sources=[source],
+                  links=[search, *defaults], suggestions=_related(result, entries), suggestions_label=RELATED_LABEL,
                   confidence=round(result.confidence, 4))
 
 

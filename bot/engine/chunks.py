@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .knowledge import Entry
+from .knowledge import Entry, Listing
 
 MAX_CHARS = 800
 MAX_PIECES = 4  # of one section: long official lists are shown whole but only their start is embedded
@@ -16,6 +16,8 @@ NAME = "Tên"
 QUESTION = "Câu hỏi"
 SUMMARY = "Tóm tắt"
 ANSWER = "Trả lời"
+LISTING = "Danh mục"  # the name of a procedure known by name only
+LISTING_PREFIX = "danh-muc:"  # the chunk entry id of a listing: danh-muc:<code>
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,8 @@ def chunk_entry(entry: Entry) -> list[Chunk]:
         for piece in split_text(_strip_markdown(section.text))[: IMPORTED_PIECES if imported else MAX_PIECES]:
             chunks.append(Chunk(entry.id, section.heading, f"{entry.title} — {section.heading}\n{piece}"))
     return chunks
+
+
+def listing_chunk(listing: Listing) -> Chunk:
+    """A procedure known by name only: its name, searched like an entry's name (after every entry's chunks)."""
+    return Chunk(LISTING_PREFIX + listing.code, LISTING, listing.name, role="query")

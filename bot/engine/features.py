@@ -181,3 +181,42 @@ def weights_data(profiles: dict[str, tuple[list[float], list[float]]]) -> dict:
             "confidence": {**{n: round(float(w), 6) for n, w in zip(NAMES, conf) if w}, BIAS: round(float(conf[-1]), 6)},
         }
     return out
+
+
+# ----------------------------------------------------------------------------- coverage
+# Whether the base holds what a question is about, not only something like it: a question on a procedure the
+# base lacks often finds a sibling or namesake (a ship design appraisal finds the fishing-boat one). The evidence:
+# how well the best entry's name and text cover the question's words, how much better a procedure known by name
+# only (`danh-muc.tsv`) fits, and how many of the question's words the base never uses or the best entries lack.
+COVERAGE_FEATURES = ("dense", "dense_name", "coverage", "name_coverage", "name_in_question", "listing_dense",
+                     "listing_margin", "listing_words", "listing_words_margin", "unknown", "unmatched")
+
+
+def coverage_features(top: tuple[float, ...], listing, unknown: float, unmatched: float) -> dict[str, float]:
+    """The coverage evidence by name, from the best entry's ranking features and the best name-only listing."""
+    f = dict(zip(NAMES, top))
+    listing_dense = listing.dense if listing else 0.0
+    listing_words = listing.words if listing else 0.0
+    return {
+        "dense": f["dense"], "dense_name": f["dense_name"], "coverage": f["coverage"],
+        "name_coverage": f["name_coverage"], "name_in_question": f["name_in_question"],
+        "listing_dense": listing_dense,
+        "listing_margin": listing_dense - f["dense_name"] if listing else 0.0,
+        "listing_words": listing_words,
+        "listing_words_margin": listing_words - f["name_coverage"] if listing else 0.0,
+        "unknown": unknown, "unmatched": unmatched,
+    }
+
+
+def load_coverage(profile: str, path: Path = WEIGHTS_FILE) -> tuple[tuple[tuple[str, ...], tuple[float, ...], float], float]:
+    """((names, weights, bias), threshold) of the coverage model; without one, nothing is judged not held."""
+    section = _read(path).get(profile, {}).get("coverage")
+    if not section:
+        return (COVERAGE_FEATURES, (0.0,) * len(COVERAGE_FEATURES), 50.0), 0.0
+    weights = section.get("weights", {})
+    for name in weights:
+        if name not in COVERAGE_FEATURES and name != BIAS:
+            raise WeightsError(f"{path}: [{profile}] coverage names an unknown feature '{name}' "
+                               f"(known: {', '.join(COVERAGE_FEATURES)})")
+    return ((COVERAGE_FEATURES, tuple(float(weights.get(n, 0.0)) for n in COVERAGE_FEATURES),
+             float(weights.get(BIAS, 0.0))), float(section.get("below", 0.0)))

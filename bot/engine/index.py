@@ -20,8 +20,8 @@ import sqlite_utils
 
 from bot.config import Config
 
-from .chunks import Chunk, chunk_entry
-from .knowledge import Entry, KnowledgeBase, Link, Section, load_knowledge
+from .chunks import LISTING_PREFIX, Chunk, chunk_entry, listing_chunk
+from .knowledge import Entry, KnowledgeBase, Link, Listing, Section, coverage_lines, load_knowledge
 from .text import acronym_table, lexical_form, normalize, restoration_table
 
 FORMAT = 4  # bump when the layout of a built index changes
@@ -55,6 +55,7 @@ class BuildReport:
     version: str = ""
     up_to_date: bool = False
     warnings: list[str] = field(default_factory=list)
+    coverage: list[str] = field(default_factory=list)  # what the base covers, for admins
 
     def summary(self) -> str:
         """One line for admins."""
@@ -263,7 +264,7 @@ def build_index(
     if kb.errors:
         raise BuildRefused(kb)
     root = cfg.index_root
-    report = BuildReport(entries=len(kb.entries), warnings=[str(w) for w in kb.warnings])
+    report = BuildReport(entries=len(kb.entries), warnings=[str(w) for w in kb.warnings], coverage=coverage_lines(kb))
     stamp = fingerprint(cfg, kb.files)
     with _build_lock(root):
         for stale in root.glob(".tmp-*"):  # left by a build that crashed
@@ -276,6 +277,7 @@ def build_index(
             return report
 
         chunks: list[Chunk] = [c for e in kb.entries.values() for c in chunk_entry(e)]
+        chunks += [listing_chunk(x) for x in kb.listings]  # last: retrieval searches entries' chunks apart
         if encoder_factory is None:
             from .encoder import load_encoder
 
@@ -334,6 +336,8 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
             pk="id",
         )
         db.table("lexical").insert_all((_lexical_row(e) for e in kb.entries.values()), pk="entry_id")
+        db.table("listings").create({"code": str, "name": str, "agency": str}, pk="code")  # may stay empty
+        db.table("listings").insert_all((asdict(x) for x in kb.listings), pk="code")
         db.table("acronyms").create({"acronym": str, "phrase": str}, pk="acronym")  # may stay empty
         db.table("restore").create({"folded": str, "spelled": str}, pk="folded")
         db.table("acronyms").insert_all(
@@ -361,6 +365,7 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
         "dim": int(vectors.shape[1]),
         "entries": len(kb.entries),
         "chunks": len(chunks),
+        "listings": len(kb.listings),
         "fingerprint": stamp,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": {name: _file_digest(folder / name) for name in INDEX_FILES},
@@ -419,6 +424,7 @@ class IndexData:
     restore: dict[str, str]
     acronyms: dict[str, str]
     db: sqlite3.Connection
+    listings: dict[str, Listing] = field(default_factory=dict)  # by chunk entry id (danh-muc:<code>)
 
 
 def versions(root: Path) -> list[str]:
@@ -509,4 +515,7 @@ def _read_meta(db: sqlite3.Connection, version: str, manifest: dict, index) -> I
         restore=dict(db.execute("select folded, spelled from restore").fetchall()),
         acronyms=dict(db.execute("select acronym, phrase from acronyms").fetchall()),
         db=db,
+        listings={LISTING_PREFIX + r["code"]: Listing(r["code"], r["name"], r["agency"]) for r in
+                  (db.execute("select code, name, agency from listings")
+                   if db.execute("select 1 from sqlite_master where name = 'listings'").fetchone() else [])},
     )

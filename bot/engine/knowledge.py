@@ -593,6 +593,36 @@ def parse_links(path: Path, rel: str) -> tuple[dict[str, Link], Hotline | None, 
     return links, hotline, problems
 
 
+AGENCY_FOLDERS = {"bo-cong-an": "Bộ Công an", "bo-tai-chinh": "Bộ Tài chính", "bo-tu-phap": "Bộ Tư pháp",
+                  "bo-xay-dung": "Bộ Xây dựng", "bo-nong-nghiep-mt": "Bộ Nông nghiệp và Môi trường",
+                  "ngan-hang-nha-nuoc": "Ngân hàng Nhà nước Việt Nam", "toa-an-nhan-dan": "Tòa án nhân dân"}
+
+
+def coverage_lines(kb: KnowledgeBase) -> list[str]:
+    """What the base covers: curated entries, imported records by agency and field, procedures known by name."""
+    curated = [e for e in kb.entries.values() if not e.imported]
+    imported = [e for e in kb.entries.values() if e.imported]
+    lines = [f"Kho gồm {len(curated)} mục biên soạn và {len(imported)} thủ tục nhập từ Cổng Dịch vụ công quốc gia."]
+    if imported:
+        agencies: dict[str, int] = {}
+        fields: set[str] = set()
+        for e in imported:
+            folder = e.text("nhap_tu").split("/", 1)[0]
+            name = AGENCY_FOLDERS.get(folder, folder)
+            agencies[name] = agencies.get(name, 0) + 1
+            fields.add(e.text("linh_vuc"))
+        lines.append("Thủ tục nhập theo cơ quan: " + ", ".join(f"{a} {n}" for a, n in
+                                                             sorted(agencies.items(), key=lambda x: -x[1]))
+                     + f"; {len(fields)} lĩnh vực.")
+    if kb.listings:
+        by_agency: dict[str, int] = {}
+        for x in kb.listings:
+            by_agency[x.agency or "?"] = by_agency.get(x.agency or "?", 0) + 1
+        lines.append(f"Chỉ biết tên (chưa có chi tiết): {len(kb.listings)} thủ tục — "
+                     + ", ".join(f"{a} {n}" for a, n in sorted(by_agency.items(), key=lambda x: -x[1])[:8]) + ".")
+    return lines
+
+
 def knowledge_files(dirs: Iterable[Path]) -> list[tuple[Path, Path]]:
     """Every entry file under the knowledge folders, with the folder it came from, in a stable order."""
     out = []

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import features as F
-from .chunks import NAME, QUESTION
+from .chunks import LISTING, NAME, QUESTION
 from .features import NAMES as FEATURES  # noqa: F401  (the features' names, in the order of Hit.features)
-from .features import Evidence, Terms, load_weights
+from .features import Evidence, Terms, coverage_features, load_coverage, load_weights
 from .index import IndexData
+from .knowledge import Listing
 from .question import STOPWORDS, Question, analyse
 from .text import bigrams, fold, syllables
 
@@ -44,12 +45,26 @@ class Hit:
 
 
 @dataclass
+class ListingHit:
+    """A procedure known by name only that the question may be about."""
+
+    listing: Listing
+    dense: float  # cosine of the question to its name
+    words: float  # IDF-weighted share of the question's content words its name contains
+
+
+@dataclass
 class SearchResult:
     """Ranked entries and how sure we are that the first one answers the question."""
 
     question: Question
     hits: list[Hit] = field(default_factory=list)
     confidence: float = 0.0
+    vector: np.ndarray | None = None  # the encoded question
+    covered: float = 1.0  # probability that the base holds what the question is about
+    covered_below: float = 0.0  # below this, the base is judged not to hold it
+    listings: list[ListingHit] = field(default_factory=list)  # the closest procedures known by name only
+    coverage: dict[str, float] = field(default_factory=dict)  # the evidence behind `covered`, by name
 
     @property
     def expansions(self) -> tuple[str, ...]:
@@ -93,6 +108,7 @@ class Retriever:
         self.imported = {e for e, record in data.entries.items() if record.imported}
         self.profile = profile or ("national" if self.imported else "curated")
         self.rank_weights, self.confidence_weights = load_weights(self.profile)
+        self.coverage_weights, self.covered_below = load_coverage(self.profile)
         # Each entry's terms (syllables and pairs) as sorted term ids: compact for tens of thousands of entries.
         self.vocab: dict[str, int] = {}
         self.lexicon: dict[str, np.ndarray] = {}
@@ -125,7 +141,15 @@ class Retriever:
         self.folded_titles = {e: " ".join(syllables(record.title)) for e, record in data.entries.items()}
         names = {NAME, QUESTION}
         self.entry_chunks: dict[str, tuple[list[int], list[int]]] = {}  # (name-like chunks, passages)
-        for i, (entry, section) in enumerate(zip(data.chunk_entry, data.chunk_section)):
+        # Procedures known by name only are embedded after every entry's chunks: dense search over entries stops
+        # before them, and they are scored apart (`listings_for`).
+        self.listing_chunks = [i for i, s in enumerate(data.chunk_section) if s == LISTING]
+        self.entry_chunk_count = self.listing_chunks[0] if self.listing_chunks else len(data.chunk_section)
+        if self.listing_chunks != list(range(self.entry_chunk_count, len(data.chunk_section))):
+            raise ValueError("procedures known by name only must come after every entry's chunks")
+        self.listing_words = [frozenset(syllables(data.listings[data.chunk_entry[i]].name)) for i in self.listing_chunks]
+        for i, (entry, section) in enumerate(zip(data.chunk_entry[: self.entry_chunk_count],
+                                                 data.chunk_section[: self.entry_chunk_count])):
             self.entry_chunks.setdefault(entry, ([], []))[0 if section in names else 1].append(i)
 
     def _ids(self, terms: Sequence[str], grow: bool = False) -> np.ndarray:
@@ -152,7 +176,17 @@ class Retriever:
         if k == 0:
             return []
         query = np.ascontiguousarray(vector[None, :], dtype=np.float32)
-        scores, ids = self.data.faiss_index.search(query, k)  # type: ignore[attr-defined]
+        if self.listing_chunks:  # entries' chunks only: those of name-only procedures are scored apart
+            import faiss
+
+            index = self.data.faiss_index
+            chosen = faiss.IDSelectorRange(0, self.entry_chunk_count)
+            params = (faiss.SearchParametersHNSW(sel=chosen, efSearch=index.hnsw.efSearch)  # type: ignore[attr-defined]
+                      if isinstance(index, faiss.IndexHNSW) else faiss.SearchParameters(sel=chosen))  # type: ignore[call-arg]
+            k = min(k, self.entry_chunk_count)
+            scores, ids = index.search(query, k, params=params)  # type: ignore[attr-defined]
+        else:
+            scores, ids = self.data.faiss_index.search(query, k)  # type: ignore[attr-defined]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def lexical(self, terms: Sequence[str], k: int = LEXICAL_CANDIDATES) -> list[tuple[str, float]]:
@@ -188,6 +222,7 @@ class Retriever:
         # Full-text search runs on the other core while the encoder (one thread) works: SQLite releases the GIL.
         lexical_search = self._pool.submit(self.lexical, q.terms)
         vector = self.encoder.encode([q.dense_text], role="query")[0]
+        result.vector = vector
         nearest = self.dense_vector(vector)
         lexical = {e: sc for e, sc in lexical_search.result() if e not in exclude}
         entries = [e for e in dict.fromkeys([self.data.chunk_entry[c] for c, _ in nearest] + list(lexical))
@@ -227,4 +262,43 @@ class Retriever:
         if result.hits:
             top = result.hits[0]
             result.confidence = confidence(top.features, self.confidence_weights)
+        if not result.question.empty:
+            self.judge_coverage(result)
         return result
+
+    def word_weights(self, words: Sequence[str]) -> dict[str, float]:
+        """IDF of each word in the index (a word the base never uses counts as the rarest)."""
+        ids, weights = self.term_ids(words)
+        return dict(zip(words, weights.tolist()))
+
+    def listings_for(self, result: SearchResult, k: int = 3) -> list[ListingHit]:
+        """The procedures known by name only closest to the question, by the cosine of their names."""
+        if not self.listing_chunks or result.vector is None:
+            return []
+        scores = self.vectors[self.entry_chunk_count:] @ result.vector
+        best = np.argsort(-scores)[:k]
+        weights = self.word_weights(list(dict.fromkeys(result.question.content)))
+        total = sum(weights.values()) or 1.0
+        out = []
+        for j in best:
+            chunk = self.listing_chunks[int(j)]
+            words = sum(w for s, w in weights.items() if s in self.listing_words[int(j)]) / total
+            out.append(ListingHit(self.data.listings[self.data.chunk_entry[chunk]], float(scores[j]), words))
+        return out
+
+    def judge_coverage(self, result: SearchResult) -> None:
+        """How likely the base holds what the question is about (not only something like it): `result.covered`."""
+        q = result.question
+        weights = self.word_weights(list(dict.fromkeys(q.content)))
+        total = sum(weights.values())
+        unknown = sum(w for s, w in weights.items() if s not in self.vocab) / total if total else 0.0
+        held: set[int] = set()
+        for hit in result.hits[:3]:
+            held.update(self.lexicon.get(hit.entry_id, np.zeros(0, dtype=np.int32)).tolist())
+        unmatched = (sum(w for s, w in weights.items() if self.vocab.get(s, -1) not in held) / total) if total else 0.0
+        result.listings = self.listings_for(result)
+        top = result.hits[0].features if result.hits else (0.0,) * len(FEATURES)
+        result.coverage = coverage_features(top, result.listings[0] if result.listings else None, unknown, unmatched)
+        names, coverage_weights, bias = self.coverage_weights
+        result.covered = confidence([result.coverage[n] for n in names], [*coverage_weights, bias])
+        result.covered_below = self.covered_below

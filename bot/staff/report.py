@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bot.channels import registry
+from bot.engine.answer import NOT_ANSWERED
 
 from .review import Cluster
 
@@ -43,7 +44,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def summarize(rows: list[dict[str, Any]], tickets: int = 0) -> dict[str, Any]:
     """The report's figures from logged questions (pure: no I/O)."""
-    questions = [r for r in rows if r["kind"] in ("answer", "decline")]  # greetings and thanks are not questions
+    questions = [r for r in rows if r["kind"] in ("answer", *NOT_ANSWERED)]  # greetings and thanks are not questions
     answered = [r for r in questions if r["kind"] == "answer"]
     rated = [r for r in rows if r["feedback"] in (1, -1)]
     up = sum(r["feedback"] == 1 for r in rated)
@@ -59,7 +60,7 @@ def summarize(rows: list[dict[str, Any]], tickets: int = 0) -> dict[str, Any]:
     for r in questions:
         day = r["asked_at"][:10]
         per_day[day][r["channel"]] += 1
-        declined_day[day] += r["kind"] == "decline"
+        declined_day[day] += r["kind"] in NOT_ANSWERED
     return {
         "messages": len(rows), "questions": len(questions), "answered": len(answered),
         "declined": len(questions) - len(answered),
@@ -124,7 +125,7 @@ def charts(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, str
         ax.spines[["top", "right"]].set_visible(False)
         out["rate"] = _png(fig)
 
-    latencies = [r["latency_ms"] for r in rows if r["kind"] in ("answer", "decline") and r["latency_ms"] is not None]
+    latencies = [r["latency_ms"] for r in rows if r["kind"] in ("answer", *NOT_ANSWERED) and r["latency_ms"] is not None]
     if latencies:
         fig, ax = plt.subplots(figsize=(9, 2.8))
         top = float(np.percentile(latencies, 99.5))

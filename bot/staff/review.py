@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.engine.answer import NOT_ANSWERED
 from bot.engine.text import fold, has_diacritics
 
 THRESHOLD = 0.90  # cosine similarity of e5 query vectors, diacritics restored: on the generated log, groups are pure
@@ -35,6 +36,8 @@ class Cluster:
     thumbs_down: int = 0
     closest: tuple[str, str, float] | None = None  # (entry id, title, retrieval score)
     ids: list[int] = field(default_factory=list)  # logged question ids
+    not_held: int = 0  # asked about a procedure the base does not hold
+    sector: str = ""  # for those: the agency of the closest procedure the portal lists (what to import next)
 
 
 def _bare(question: str) -> str:
@@ -43,8 +46,8 @@ def _bare(question: str) -> str:
 
 
 def needs_review(row: dict[str, Any]) -> bool:
-    """A logged question staff should look at: declined from the knowledge base, or answered with a 👎."""
-    return row["kind"] == "decline" or row["feedback"] == -1
+    """A logged question staff should look at: not answered from the knowledge base, or answered with a 👎."""
+    return row["kind"] in NOT_ANSWERED or row["feedback"] == -1
 
 
 def _key(question: str) -> str:
@@ -81,9 +84,10 @@ def group(rows: list[dict[str, Any]], encoder, threshold: float = THRESHOLD,
         grouped = [r for i in group_members for r in by_key[keys[i]]]
         clusters.append(Cluster(
             count=len(grouped), example=wordings[0][0], questions=wordings,
-            declined=sum(r["kind"] == "decline" for r in grouped),
+            declined=sum(r["kind"] in NOT_ANSWERED for r in grouped),
             thumbs_down=sum(r["feedback"] == -1 for r in grouped),
-            ids=sorted(r["id"] for r in grouped)))
+            ids=sorted(r["id"] for r in grouped),
+            not_held=sum(r["kind"] in ("not_held", "listed") for r in grouped)))
     clusters.sort(key=lambda c: (-c.count, c.example))
     return clusters
 
@@ -109,6 +113,8 @@ def add_closest(clusters: list[Cluster], assistant) -> None:
     assistant.refresh()
     for cluster in clusters:
         result = assistant.retriever.search(cluster.example)
+        if cluster.not_held and result.listings:
+            cluster.sector = result.listings[0].listing.agency
         if result.hits:
             hit = result.hits[0]
             cluster.closest = (hit.entry_id, assistant.data.entries[hit.entry_id].title, round(hit.score, 3))
@@ -170,6 +176,16 @@ def format_clusters(clusters: list[Cluster], limit: int = 50) -> str:
             out.append(f"       … và {len(c.questions) - 4} cách hỏi khác")
         if c.closest:
             out.append(f"       mục gần nhất: {c.closest[0]} — {c.closest[1]}")
+        if c.not_held:
+            out.append(f"       {c.not_held} lượt hỏi thủ tục chưa có trong kho" + (f" (gần nhất trên Cổng: {c.sector})"
+                                                                            if c.sector else ""))
     if len(clusters) > limit:
         out.append(f"… và {len(clusters) - limit} nhóm nhỏ hơn")
+    sectors = Counter[str]()
+    for c in clusters:
+        if c.not_held:
+            sectors[c.sector or "chưa rõ lĩnh vực"] += c.not_held
+    if sectors:
+        out += ["", "Hỏi về thủ tục chưa có trong kho, theo bộ/ngành của thủ tục gần nhất trên Cổng (nên nhập trước):"]
+        out += [f"  {n:>4} lượt — {sector}" for sector, n in sectors.most_common()]
     return "\n".join(out)

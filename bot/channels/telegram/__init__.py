@@ -96,7 +96,7 @@ def render_html(reply: Reply) -> str:
     for heading, text in answer.parts:
         blocks.append(f"<b>{_e(heading)}:</b>\n{knowledge_html(text)}" if heading else knowledge_html(text))
     if answer.suggestions:
-        blocks.append("<b>Có thể bạn muốn hỏi:</b>\n" + "\n".join(f"• {_e(s)}" for s in answer.suggestions))
+        blocks.append(f"<b>{_e(answer.suggestions_label)}</b>\n" + "\n".join(f"• {_e(s)}" for s in answer.suggestions))
     if answer.sources:
         lines = []
         for source in answer.sources:
