@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.fit import fit_logistic, training_questions
 from bench.quality import load_cases
-from bot.engine.features import COVERAGE_FEATURES, WEIGHTS_FILE
+from bot.engine.features import COVERAGE_FEATURES, WEIGHTS_FILE, ListingRule
 from bot.engine.retrieval import DECLINE_BELOW
 from bot.importers.names import held_out, name_key, read_faq
 
@@ -83,13 +83,35 @@ def right(case: Case) -> bool:
     return bool(case.targets & ({case.top} | set(case.top_topics)))
 
 
-def outcome(case: Case, p: float, below: float) -> str:
-    """What the bot does with it: answer, decline, not-held (or, when a listing fits, its listing)."""
+def outcome(case: Case, p: float, below: float, rule: ListingRule) -> str:
+    """What the bot does with it, as `compose_answer` decides: a listing's name, decline, not held, or an answer."""
+    assert case.x is not None
+    if case.listing and rule.names(dict(zip(COVERAGE_FEATURES, case.x))):
+        return "listed (right)" if case.listing in case.codes else "listed (WRONG)"
     if case.confidence < DECLINE_BELOW:
         return "decline"
     if p < below:
         return "not-held"
-    return "answer"
+    return "answer (right)" if right(case) else "answer (WRONG)"
+
+
+def save(cases: list[Case], path: str) -> None:
+    """What the search found for each question, to refit without searching again."""
+    with open(path, "w", encoding="utf-8") as f:
+        for c in cases:
+            f.write(json.dumps({"q": c.question, "t": sorted(c.targets), "c": sorted(c.codes), "g": c.group,
+                                "x": [float(v) for v in c.x], "conf": c.confidence, "top": c.top,  # type: ignore[union-attr]
+                                "topics": list(c.top_topics), "listing": c.listing}, ensure_ascii=False) + "\n")
+
+
+def load(path: str) -> list[Case]:
+    """Cases saved by `save`."""
+    out = []
+    for line in open(path, encoding="utf-8"):
+        d = json.loads(line)
+        out.append(Case(d["q"], set(d["t"]), set(d["c"]), d["g"], np.array(d["x"]), d["conf"], d["top"],
+                        tuple(d["topics"]), d["listing"]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost", type=int, default=1, help="fitting-half portal-dev answers the threshold may lose")
     parser.add_argument("--write", action="store_true", help=f"store the model in {WEIGHTS_FILE.name}")
     parser.add_argument("--dump", help="write every case's outcome as JSON lines here")
+    parser.add_argument("--found", help="what the searches found: read from this file if it exists, else written to it")
     args = parser.parse_args(argv)
     from bot.config import load_config
     from bot.engine.assistant import Assistant
@@ -109,6 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     assert retriever is not None
     if not retriever.listing_chunks:
         print("the index holds no names: run index_builder.py --import-names first", file=sys.stderr)
+    if args.found and __import__("os").path.exists(args.found):
+        cases = load(args.found)
+    else:
+        cases = search_all(retriever, args)
+        if args.found:
+            save(cases, args.found)
+    report(cases, retriever.profile, args)
+    return 0
+
+
+def search_all(retriever, args) -> list[Case]:
+    """Every question of every set, labelled, searched once."""
     cases = label_faq(args.faq, retriever.data.entries)
     portal = load_cases(args.portal_dev)
     for i, (q, ids) in enumerate(portal):
@@ -123,13 +158,41 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(Case(q, set(), set(), "ood"))
     print(f"{len(cases)} questions", file=sys.stderr)
     collect(retriever, cases)
+    return cases
 
+
+def fit_listing_rule(cases: list[Case], cost: int) -> ListingRule:
+    """The rule that names the most fitting-set uncovered questions' own procedure, firing on at most `cost`
+    fitting-half portal-dev questions and on no golden or out-of-domain question."""
+    def fires(rule: ListingRule, c: Case) -> bool:
+        return bool(c.listing) and rule.names(dict(zip(COVERAGE_FEATURES, c.x)))  # type: ignore[arg-type]
+
+    best, best_gain = ListingRule(), -1
+    grid = [(a, b, c, d) for a in (0.0, 0.01, 0.02, 0.03, 0.05) for b in (0.0, 0.1, 0.2, 0.3)
+            for c in (0.5, 0.6, 0.7, 0.8) for d in (0.0, 0.86, 0.88, 0.90)]
+    for dense_margin, words_margin, words, dense in grid:
+        rule = ListingRule(dense_margin, words_margin, words, dense)
+        if sum(fires(rule, c) for c in cases if c.group == "portal-dev fit") > cost:
+            continue
+        if any(fires(rule, c) for c in cases if c.group in ("golden", "ood")):
+            continue
+        gain = sum(fires(rule, c) and c.listing in c.codes for c in cases if c.group == "faq fit uncovered")
+        if gain > best_gain:
+            best, best_gain = rule, gain
+    return best
+
+
+def report(cases: list[Case], profile: str, args) -> None:
+    """Fit on the fitting sets, choose the threshold, print what the bot would do with every set."""
+    rule = fit_listing_rule(cases, args.cost)
+    print(f"listing rule: {rule}")
     fit = [c for c in cases if c.group in ("faq fit uncovered", "portal-dev fit", "faq-loo", "golden")]
     x = np.array([c.x for c in fit])
     y = np.array([c.group != "faq fit uncovered" for c in fit], dtype=float)
     w = fit_logistic(x, y)
     prob = lambda c: float(1 / (1 + np.exp(-(c.x @ w[:-1] + w[-1]))))  # noqa: E731
-    kept = sorted(prob(c) for c in cases if c.group == "portal-dev fit" and c.confidence >= DECLINE_BELOW and right(c))
+    kept = sorted(prob(c) for c in cases if c.group == "portal-dev fit" and c.confidence >= DECLINE_BELOW and right(c)
+                  and outcome(c, 1.0, 0.0, rule).startswith("answer"))
     below = kept[args.cost] if len(kept) > args.cost else 0.0
     print(f"coverage model: threshold {below:.4f}")
     for name, weight in zip(COVERAGE_FEATURES, w[:-1]):
@@ -139,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict[str, dict[str, int]] = {}
     for c in cases:
         p = prob(c)
-        what = outcome(c, p, below)
-        if what == "answer":
-            what = "answer (right)" if right(c) else "answer (WRONG)"
+        what = outcome(c, p, below, rule)
         g = groups.setdefault(c.group, {})
         g[what] = g.get(what, 0) + 1
         g["listing names it"] = g.get("listing names it", 0) + (c.listing in c.codes)
@@ -159,13 +220,14 @@ def main(argv: list[str] | None = None) -> int:
                                    ensure_ascii=False) + "\n")
     if args.write:
         data = json.loads(WEIGHTS_FILE.read_text(encoding="utf-8"))
-        data.setdefault(retriever.profile, {})["coverage"] = {
+        data.setdefault(profile, {})["coverage"] = {
             "weights": {**{n: round(float(v), 6) for n, v in zip(COVERAGE_FEATURES, w[:-1])}, "bias": round(float(w[-1]), 6)},
             "below": round(float(below), 6),
+            "listing": {"dense_margin": rule.dense_margin, "words_margin": rule.words_margin, "words": rule.words,
+                        "dense": rule.dense},
         }
         WEIGHTS_FILE.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote the {retriever.profile} coverage model into {WEIGHTS_FILE}", file=sys.stderr)
-    return 0
+        print(f"wrote the {profile} coverage model into {WEIGHTS_FILE}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -152,9 +152,8 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
         return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
                              chunk_text, -1, entries)
 
-    listing = named_listing(result)
-    if listing is not None:
-        return listed(question, listing, result, entries, defaults, hotline)
+    if result.named is not None:
+        return listed(question, result.named, result, entries, defaults, hotline)
     if not result.hits or result.confidence < DECLINE_BELOW:
         return decline(question, result, entries, defaults, hotline)
     if result.covered < result.covered_below:
@@ -248,8 +247,6 @@ def decline(question: str, result: SearchResult, entries: dict[str, Record], def
 # The national portal's procedure search, given the key words of a question or a procedure's name.
 PORTAL_SEARCH = "https://dichvucong.gov.vn/p/home/dvc-tthc-thu-tuc-hanh-chinh.html?keyword="
 RELATED_LABEL = "Có thể liên quan (không chắc là thủ tục bạn hỏi):"
-LISTING_DENSE = 0.90  # a name-only listing this close to the question, and closer than any entry, is what it asks
-LISTING_WORDS = 0.75  # ... and names this share of the question's content words (IDF-weighted)
 
 
 def key_terms(question: Question, limit: int = 8) -> str:
@@ -265,17 +262,6 @@ def portal_search(terms: str) -> Link:
 
 def _hotline_text(hotline: dict | None) -> str:
     return f" Bạn cũng có thể gọi {hotline['name']} {hotline['number']}." if hotline else ""
-
-
-def named_listing(result: SearchResult) -> ListingHit | None:
-    """The procedure known by name only that the question is about, when its name fits better than any entry's."""
-    if not result.listings or result.covered >= result.covered_below:
-        return None
-    best = result.listings[0]
-    top_name = result.coverage.get("dense_name", 0.0)
-    if best.dense >= LISTING_DENSE and best.dense > top_name and best.words >= LISTING_WORDS:
-        return best
-    return None
 
 
 def _related(result: SearchResult, entries: dict[str, Record]) -> list[str]:

@@ -208,6 +208,29 @@ def coverage_features(top: tuple[float, ...], listing, unknown: float, unmatched
     }
 
 
+@dataclass(frozen=True)
+class ListingRule:
+    """When a name-only listing is what the question asks about: its name is at least as close as the best entry's
+    (plus `dense_margin`) and as `dense`, names more of the question's words (by `words_margin`), and most of them
+    (`words`)."""
+
+    dense_margin: float = 0.0
+    words_margin: float = 0.0
+    words: float = 2.0  # more than all: without a fitted rule, no listing is ever named
+    dense: float = 0.0  # and the listing's name is at least this close (questions on other matters are not)
+
+    def names(self, coverage: dict[str, float]) -> bool:
+        """Whether the coverage evidence says the question is about the best listing."""
+        return (coverage["listing_dense"] >= max(self.dense, coverage["dense_name"] + self.dense_margin)
+                and coverage["listing_words_margin"] >= self.words_margin and coverage["listing_words"] >= self.words)
+
+
+def load_listing_rule(profile: str, path: Path = WEIGHTS_FILE) -> ListingRule:
+    """The fitted listing rule of a profile (`bench.coverage --write`), or one that never fires."""
+    rule = _read(path).get(profile, {}).get("coverage", {}).get("listing")
+    return ListingRule(**rule) if rule else ListingRule()
+
+
 def load_coverage(profile: str, path: Path = WEIGHTS_FILE) -> tuple[tuple[tuple[str, ...], tuple[float, ...], float], float]:
     """((names, weights, bias), threshold) of the coverage model; without one, nothing is judged not held."""
     section = _read(path).get(profile, {}).get("coverage")

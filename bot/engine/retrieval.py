@@ -13,7 +13,7 @@ import numpy as np
 from . import features as F
 from .chunks import LISTING, NAME, QUESTION
 from .features import NAMES as FEATURES  # noqa: F401  (the features' names, in the order of Hit.features)
-from .features import Evidence, Terms, coverage_features, load_coverage, load_weights
+from .features import Evidence, Terms, coverage_features, load_coverage, load_listing_rule, load_weights
 from .index import IndexData
 from .knowledge import Listing
 from .question import STOPWORDS, Question, analyse
@@ -64,6 +64,7 @@ class SearchResult:
     covered: float = 1.0  # probability that the base holds what the question is about
     covered_below: float = 0.0  # below this, the base is judged not to hold it
     listings: list[ListingHit] = field(default_factory=list)  # the closest procedures known by name only
+    named: ListingHit | None = None  # the listing the question is about, when the listing rule says so
     coverage: dict[str, float] = field(default_factory=dict)  # the evidence behind `covered`, by name
 
     @property
@@ -109,6 +110,7 @@ class Retriever:
         self.profile = profile or ("national" if self.imported else "curated")
         self.rank_weights, self.confidence_weights = load_weights(self.profile)
         self.coverage_weights, self.covered_below = load_coverage(self.profile)
+        self.listing_rule = load_listing_rule(self.profile)
         # Each entry's terms (syllables and pairs) as sorted term ids: compact for tens of thousands of entries.
         self.vocab: dict[str, int] = {}
         self.lexicon: dict[str, np.ndarray] = {}
@@ -302,3 +304,5 @@ class Retriever:
         names, coverage_weights, bias = self.coverage_weights
         result.covered = confidence([result.coverage[n] for n in names], [*coverage_weights, bias])
         result.covered_below = self.covered_below
+        if result.listings and self.listing_rule.names(result.coverage):
+            result.named = result.listings[0]
