@@ -33,11 +33,10 @@ from bot.service.desk import Desk, Reply
 from bot.service.handoff import Courier
 
 from . import ChannelInfo
-from .render import short, to_text
+from .render import short, split_text, zalo_text
 
 log = logging.getLogger("bot.zalo")
 
-TEXT_LIMIT = 2000  # characters of one Zalo text message
 MAX_BUTTONS = 5
 BUTTON_TITLE = 100
 BUTTON_PAYLOAD = 1000
@@ -70,32 +69,7 @@ def signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: str) -> s
     return "mac=" + hashlib.sha256(data).hexdigest()
 
 
-# --- rendering: a Reply as Zalo messages (pure) ---
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut text into pieces within `limit` characters, at paragraph, then line, then word boundaries."""
-    text = text.strip()
-    pieces: list[str] = []
-    while len(text) > limit:
-        cut = -1
-        for sep in ("\n\n", "\n", " "):
-            cut = text.rfind(sep, 0, limit)
-            if cut > limit // 3:
-                break
-        if cut <= 0:
-            cut = limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        pieces.append(text)
-    return pieces
-
-
-def reply_text(reply: Reply) -> str:
-    """The answer as Zalo text: notes, the answer, suggestions and cited sources with their links (the online
-    services go on buttons)."""
-    return "\n\n".join(b for b in [*reply.notes, to_text(reply.answer, links=False)] if b)
-
+# --- Zalo messages: a Reply as OA message objects (the text comes from render) ---
 
 def reply_buttons(reply: Reply) -> list[dict]:
     """Online-service links as `oa.open.url`, then suggestions and follow-ups as `oa.query.hide` (at most 5)."""
@@ -113,7 +87,7 @@ def reply_buttons(reply: Reply) -> list[dict]:
 
 def reply_messages(reply: Reply) -> list[dict]:
     """The `message` objects to send, in order; buttons ride on the last one."""
-    messages: list[dict] = [{"text": piece} for piece in split_text(reply_text(reply))]
+    messages: list[dict] = [{"text": piece} for piece in split_text(zalo_text(reply))]
     buttons = [] if reply.limited else reply_buttons(reply)
     if buttons and messages:
         messages[-1]["attachment"] = {"type": "template", "payload": {"buttons": buttons}}
