@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.channels.render import html_visible, split_html, telegram_html
-from bot.channels.telegram import ALLOWED_UPDATES, EDITED_NOTE, NON_TEXT, TelegramChannel
+from bot.channels.telegram import ALLOWED_UPDATES, EDITED_NOTE, TelegramChannel
 from bot.config import ROOT
 from bot.engine.answer import Answer, Source
+from bot.engine.phrases import NON_TEXT
 from bot.service.desk import LONG_NOTE, Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 from bot.service.handoff import Handoff

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from bot.channels.render import ZALO_LIMIT, split_text
 from bot.channels.web import make_app
-from bot.channels.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature
+from bot.channels.zalo import WELCOME, TokenStore, reply_buttons, reply_messages, signature
 from bot.config import load_config
 from bot.engine.answer import Answer, Link
+from bot.engine.phrases import NON_TEXT
 from bot.service.desk import Desk, Reply
 
 
@@ -184,7 +185,7 @@ def test_follow_attachments_and_api_errors(desk, tmp_path):
                 assert (await zalo.deliver(url, zalo.attachment_event("sender", kind)))[0] == 200
             await settle(zalo, url)
             assert [s.text for s in to(zalo, "newcomer")] == [WELCOME]
-            assert [s.text for s in to(zalo, "sender")] == [ONLY_TEXT] * 3
+            assert [s.text for s in to(zalo, "sender")] == [NON_TEXT] * 3
             # The OA API refuses the answer (quota): the citizen still gets an apology, nothing crashes.
             zalo.fail_next(-32, "Quota exceeded")
             assert (await zalo.deliver(url, zalo.text_event("unlucky", "lệ phí khai sinh")))[0] == 200

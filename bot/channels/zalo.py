@@ -29,6 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import Config
+from bot.engine.phrases import NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import Courier
 
@@ -46,10 +47,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 WELCOME = ("Xin chào! Tôi là Trợ lý cải cách hành chính. Bạn cứ nhắn câu hỏi về thủ tục hành chính, ví dụ "
            "“Làm thẻ căn cước cần giấy tờ gì?” hoặc “dang ky khai sinh o dau”; tôi trả lời kèm nguồn và "
            "đường dẫn nộp hồ sơ trực tuyến.")
-ONLY_TEXT = ("Xin lỗi, hiện tôi chỉ đọc được tin nhắn chữ, chưa xem được hình ảnh, nhãn dán hay tệp. "
-             "Bạn vui lòng gõ câu hỏi bằng chữ nhé.")
-FAILED = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được. Bạn vui lòng thử lại sau, hoặc gọi Tổng đài "
-          "Cổng Dịch vụ công quốc gia 18001096.")
 # Events that need no answer (receipts, the OA's own messages, unfollow).
 SILENT = ("user_received_message", "user_seen_message", "unfollow", "oa_send_text", "oa_send_image", "oa_send_list",
           "oa_send_gif", "oa_send_file", "oa_send_sticker", "oa_send_template")
@@ -327,7 +324,7 @@ class ZaloWebhook:
             if not user:
                 return
             if name != "user_send_text":
-                await self.client.send(user, {"text": ONLY_TEXT})
+                await self.client.send(user, {"text": NON_TEXT})
                 return
             text = str((event.get("message") or {}).get("text", ""))
             if text.startswith(QUERY_PREFIX):  # a follow-up button
@@ -338,10 +335,11 @@ class ZaloWebhook:
                 step = f"message {n} of {len(messages)} of answer {reply.question_id or '(not logged)'}"
                 await self.client.send(user, message)
         except Exception:
-            log.exception("Zalo event %s for %s not answered (%s failed)", name, user or "?", step)
+            error = error_id()
+            log.exception("error %s: Zalo event %s for %s not answered (%s failed)", error, name, user or "?", step)
             if user:
                 try:
-                    await self.client.send(user, {"text": FAILED})
+                    await self.client.send(user, {"text": apology(self.desk.assistant.hotline, error)})
                 except Exception:
                     log.warning("the apology to %s was not sent either", user)
 

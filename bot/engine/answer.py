@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
+from .phrases import not_found
 from .retrieval import DECLINE_BELOW, Hit, SearchResult, content_syllables
 from .text import reflow, syllables
 
@@ -259,9 +260,7 @@ def _answer_entry(question: str, entry: dict, aspects: list[str], confidence: fl
 def decline(question: str, result: SearchResult, entries: dict[str, dict], defaults: Sequence[Link],
             hotline: dict | None) -> Answer:
     """A polite refusal: say we do not know, offer close matches and the official hotline and portal."""
-    text = "Xin lỗi, tôi chưa tìm thấy thông tin đủ chắc chắn để trả lời câu hỏi này."
-    if hotline:
-        text += f" Bạn có thể gọi {hotline['name']} {hotline['number']} hoặc tra cứu trên {hotline['url']}."
+    text = not_found(hotline)
     suggestions = [_title_with_date(entries[h.entry_id]) for h in result.hits[:3] if result.confidence > 0.05]
     return Answer(question, "decline", parts=[("", text)], links=list(defaults), suggestions=suggestions,
                   confidence=round(result.confidence, 4))

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from collections import Counter, OrderedDict, deque
 from urllib.parse import urlparse
 
@@ -36,6 +35,7 @@ from telegram.ext import (
 from bot.channels import ChannelInfo
 from bot.channels.render import escape, short, split_html, telegram_html
 from bot.config import Config
+from bot.engine.phrases import DEFAULT_HOTLINE, NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 
@@ -44,8 +44,6 @@ log = logging.getLogger("bot.telegram")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 CALLBACK_LIMIT = 64  # bytes of callback data
-DEFAULT_HOTLINE = {"name": "Tổng đài hỗ trợ Cổng Dịch vụ công quốc gia", "number": "18001096",
-                   "url": "https://dichvucong.gov.vn"}
 EXAMPLES = ("Làm thẻ căn cước cần giấy tờ gì?", "Đăng ký khai sinh ở đâu?", "Lệ phí đăng ký kết hôn bao nhiêu?",
             "dang ky thuong tru online the nao")
 WELCOME = ("Xin chào! Tôi là <b>Trợ lý cải cách hành chính</b>. Bạn hỏi tôi về thủ tục hành chính (khai sinh, "
@@ -56,12 +54,8 @@ HELP = ("Bạn cứ gõ câu hỏi bằng tiếng Việt, có dấu hay không d
         "thủ tục đó, hoặc gõ “còn lệ phí thì sao?”. Bấm 👍 / 👎 để cho chúng tôi biết câu trả lời có giúp được "
         "bạn không.\n\nLệnh: /help — hướng dẫn, /lienhe — đường dây nóng và cổng dịch vụ công.\n"
         "Trong nhóm, hãy nhắc đến tôi (@{username}) hoặc trả lời tin nhắn của tôi.")
-NON_TEXT = ("Xin lỗi, tôi chỉ đọc được tin nhắn chữ. Bạn vui lòng gõ câu hỏi về thủ tục hành chính, "
-            "ví dụ: “Làm thẻ căn cước cần giấy tờ gì?”")
 CAPTION_NOTE = "Tôi chỉ đọc được chữ nên trả lời theo phần chú thích của bạn."
 EDITED_NOTE = "Bạn vừa sửa tin nhắn; đây là câu trả lời theo nội dung mới."
-ERROR_TEXT = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được tin nhắn của bạn. Bạn vui lòng thử lại sau, "
-              "hoặc gọi {name} {number}. (mã lỗi {error_id})")
 OLD_BUTTON = "Nút này đã cũ. Bạn vui lòng gõ lại câu hỏi nhé."
 THANKS_FEEDBACK = "Cảm ơn bạn đã góp ý!"
 
@@ -238,10 +232,6 @@ class TelegramChannel:
             return
         await self.send(context.bot, message.chat_id, escape(NON_TEXT))
 
-    def _hotline(self) -> dict:
-        data = self.desk.assistant.data
-        return (data.hotline if data is not None and data.hotline else None) or DEFAULT_HOTLINE
-
     async def on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/start: who the bot is, with examples."""
         await self.on_help(update, context, first=WELCOME + "\n\n")
@@ -262,11 +252,11 @@ class TelegramChannel:
         message = update.effective_message
         if message is None:
             return
-        hotline = self._hotline()
+        hotline = self.desk.assistant.hotline
         data = self.desk.assistant.data
         links = [x for x in (data.links if data is not None else []) if x.get("default")]
         text = (f"<b>Đường dây nóng:</b> {escape(hotline['name'])} — {escape(str(hotline['number']))}\n"
-                f"<b>Cổng dịch vụ công:</b> {escape(hotline.get('url', DEFAULT_HOTLINE['url']))}")
+                f"<b>Cổng dịch vụ công:</b> {escape(hotline.get('url') or DEFAULT_HOTLINE['url'])}")
         buttons = [[InlineKeyboardButton(short(f"🌐 {x['title']}"), url=x["url"])] for x in links
                    if str(x.get("url", "")).startswith(("http://", "https://"))]
         await self.send(context.bot, message.chat_id, text, InlineKeyboardMarkup(buttons) if buttons else None)
@@ -347,18 +337,17 @@ class TelegramChannel:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the error with an id; the citizen gets an apology with the hotline and that id."""
-        error_id = uuid.uuid4().hex[:8]
+        error = error_id()
         self.errors += 1
-        log.error("error %s handling update %s", error_id,
+        log.error("error %s handling update %s", error,
                   update.update_id if isinstance(update, Update) else None, exc_info=context.error)
         if not isinstance(update, Update) or update.effective_chat is None:
             return
-        text = ERROR_TEXT.format(error_id=error_id, **{k: escape(str(v)) for k, v in self._hotline().items()
-                                                       if k in ("name", "number")})
+        text = escape(apology(self.desk.assistant.hotline, error))
         try:
             await self.send(context.bot, update.effective_chat.id, text)
         except TelegramError:
-            log.exception("could not send the apology for error %s", error_id)
+            log.exception("could not send the apology for error %s", error)
 
 
 # --- running ----------------------------------------------------------------------------------------------------
