@@ -78,11 +78,15 @@ def to_text(answer: Answer, links: bool = True) -> str:
 
 
 def to_json(answer: Answer) -> dict:
-    """The JSON contract of `python -m bot ask --json`."""
+    """The JSON contract of `python -m bot ask --json`.
+
+    Its `declined` is ../shared/eval/score.py's: true unless the text answers from the knowledge base, so a
+    greeting, an apology, a rate-limit note or a handoff never counts as an answer to an out-of-scope question;
+    `kind` says which it was."""
     return {
         "question": answer.question,
         "answer": body_text(answer),
-        "declined": answer.declined,
+        "declined": not answer.answered,
         "kind": answer.kind,
         "confidence": answer.confidence,
         "sources": [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .knowledge import CAN_CU, DOI_TUONG, HO_SO, KET_QUA, NOI_NOP, PHI, THOI_HAN, TRINH_TU, TRUC_TUYEN
 from .phrases import not_found
@@ -66,12 +67,18 @@ class Link:
     url: str
 
 
+# What an answer is, each kind made in one place: "answer" (from the knowledge base), "decline" (nothing found sure
+# enough: `decline`), "greeting", "thanks" and "empty" (`compose_answer`, before any search), "error" (a fault:
+# `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "handoff" (a ticket for staff opened).
+Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "handoff"]
+
+
 @dataclass
 class Answer:
     """The one value every channel renders."""
 
     question: str
-    kind: str  # answer | decline | greeting | thanks | empty | error
+    kind: Kind
     title: str = ""
     parts: list[tuple[str, str]] = field(default_factory=list)  # (heading, text); heading may be ''
     sources: list[Source] = field(default_factory=list)
@@ -82,9 +89,14 @@ class Answer:
     aspects: list[str] = field(default_factory=list)
 
     @property
+    def answered(self) -> bool:
+        """True when the text answers from the knowledge base (a greeting, an apology or a decline does not)."""
+        return self.kind == "answer"
+
+    @property
     def declined(self) -> bool:
-        """True when the bot did not answer from its knowledge."""
-        return self.kind not in ("answer",)
+        """True when the bot looked and said it does not know (kind "decline")."""
+        return self.kind == "decline"
 
 
 @dataclass

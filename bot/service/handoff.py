@@ -51,8 +51,10 @@ REPLY = "Cán bộ trả lời yêu cầu số {id} của bạn:\n\n{text}"
 CLOSED = ("Cán bộ đã đóng yêu cầu số {id}. Cảm ơn bạn đã liên hệ! Nếu cần hỗ trợ thêm, bạn gõ /canbo hoặc "
           "\"gặp cán bộ\".")
 REASONS = {"command": "lệnh /canbo", "button": "nút \"Gặp cán bộ\"", "words": "lời nhắn"}
-KINDS = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
-         "thanks": "cảm ơn", "empty": "tin trống"}
+# Every answer Kind in staff's words (keyed by str: the turns come back from the database).
+KINDS: dict[str, str] = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
+                         "thanks": "cảm ơn", "empty": "tin trống", "limited": "gửi quá nhanh",
+                         "handoff": "yêu cầu gặp cán bộ"}
 
 
 def is_request(text: str) -> bool:
