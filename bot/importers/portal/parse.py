@@ -401,15 +401,51 @@ def legal_rows(text: str) -> tuple[list[LegalDoc] | None, str]:
     s = re.sub(r"(?<=[ /\-])((?:19|20)\d\d)(?=\d{1,4}/\d{4}/)", "\\1\x00", s)
     if not s:
         return None, "bảng trống"
-    matches = list(_DOCNUM_RE.finditer(s))
-    if len(matches) != len(_LOOSE_DOCNUM_RE.findall(s)) or re.search(r"\d{5,}/\d{4}/", s):
+    numbers = _Numbers(s)
+    if len(numbers.matches) != len(_LOOSE_DOCNUM_RE.findall(s)) or re.search(r"\d{5,}/\d{4}/", s):
         return None, "số hiệu văn bản lạ hoặc dính vào chữ số khác"
-    ends = [_docnum_end(s, m) for m in matches]
+    rows: list[LegalDoc] = []
+    row_start = 0
+    forced = False  # the previous number ended a name: this one is the number cell
+    for i in range(len(numbers.matches)):
+        was_forced, forced = forced, False
+        if not was_forced:
+            forced, problem = numbers.ends_a_name(i)
+            if problem:
+                return None, problem
+            if forced:
+                continue
+        quoted, problem = numbers.quoted(i, was_forced)
+        if problem:
+            return None, problem
+        if quoted:
+            continue
+        row, problem = numbers.row(i, row_start)
+        if row is None:
+            return None, problem
+        rows.append(row)
+        row_start = numbers.ends[i]
+    if s[row_start:].strip("\x00 "):
+        return None, "phần cuối không có số hiệu"
+    if not rows:
+        return None, "không có dòng nào"
+    return rows, ""
 
-    def glued_to_next(i: int) -> str:
+
+class _Numbers:
+    """The document numbers of a flattened legal-basis table ('\\x00' marks a cut made sure), and how each stands
+    against its neighbours."""
+
+    def __init__(self, s: str):
+        self.s = s
+        self.matches = list(_DOCNUM_RE.finditer(s))
+        self.ends = [_docnum_end(s, m) for m in self.matches]
+
+    def glued_to_next(self, i: int) -> str:
         """'direct' if number i+1 follows at once, 'prefix' if after a glued 'Số '/'Luật '…, else ''; either
         way only when number i+1 is itself glued to what follows (else it starts a name: '…Thông tư 5/2020/TT-X
         quy định…')."""
+        s, matches, ends = self.s, self.matches, self.ends
         if i + 1 >= len(matches):
             return ""
         after = s[ends[i + 1]:].replace("\x00", "")
@@ -422,33 +458,40 @@ def legal_rows(text: str) -> tuple[list[LegalDoc] | None, str]:
             return "prefix"
         return ""
 
-    def bare(i: int) -> str:
-        return re.sub(r"\s", "", matches[i].group(0))
+    def bare(self, i: int) -> str:
+        """Number i without spaces."""
+        return re.sub(r"\s", "", self.matches[i].group(0))
 
-    rows: list[LegalDoc] = []
-    row_start = 0
-    forced = False  # the previous number ended a name: this one is the number cell
-    for i, m in enumerate(matches):
-        end = ends[i]
+    def ends_a_name(self, i: int) -> tuple[bool, str]:
+        """Whether number i ends a name and number i+1 is its cell, or why that cannot be told."""
+        glued = self.glued_to_next(i)
+        if not glued:
+            return False, ""
+        after = self.glued_to_next(i + 1)
+        if glued == "prefix" and after == "direct":
+            return False, ""  # a cell; the next name is 'Thông tư 80/2021/TT-BTC', its cell follows it
+        if glued == "direct" and after and self.bare(i + 1) == self.bare(i + 2):
+            return False, ""  # a cell, then a row whose name is only its number: '…NĐ-CP01/2013/TT-X01/2013/TT-X'
+        if glued == "direct" and after == "direct":
+            return False, f"ba số hiệu liền nhau ({self.bare(i)}, {self.bare(i + 1)}, {self.bare(i + 2)})"
+        return True, ""  # name ends in a number, the cell follows: 'Nghị định 5/2021/NĐ-CP5/2021/NĐ-CP'
+
+    def quoted(self, i: int, is_cell: bool) -> tuple[bool, str]:
+        """Whether number i is quoted inside a name (a space or a stop follows it), or why it is neither that nor a
+        cell; `is_cell` when the number before ended a name, so this one is its cell whatever follows."""
+        s, m = self.s, self.matches[i]
+        rest = s[self.ends[i]:].replace("\x00", "")
+        if not rest or not (rest[0].isspace() or rest[0] in ",;:).") or is_cell:
+            return False, ""
+        before_char = s[m.start() - 1:m.start()]
+        if before_char and not before_char.isspace() and before_char not in "(\x00":
+            return False, "số hiệu dính chữ phía trước nhưng có dấu cách phía sau"
+        return True, ""
+
+    def row(self, i: int, row_start: int) -> tuple[LegalDoc | None, str]:
+        """The row whose number cell is number i and whose name starts at `row_start`, or why there is none."""
+        s, m, end = self.s, self.matches[i], self.ends[i]
         rest = s[end:].replace("\x00", "")
-        glued = "" if forced else glued_to_next(i)
-        if glued:
-            after = glued_to_next(i + 1)
-            if glued == "prefix" and after == "direct":
-                pass  # a cell; the next name is 'Thông tư 80/2021/TT-BTC', its cell follows it
-            elif glued == "direct" and after and bare(i + 1) == bare(i + 2):
-                pass  # a cell, then a row whose name is only its number: '…NĐ-CP01/2013/TT-X01/2013/TT-X'
-            elif glued == "direct" and after == "direct":
-                return None, f"ba số hiệu liền nhau ({bare(i)}, {bare(i + 1)}, {bare(i + 2)})"
-            else:
-                forced = True  # name ends in a number, the cell follows: 'Nghị định 5/2021/NĐ-CP5/2021/NĐ-CP'
-                continue
-        was_forced, forced = forced, False
-        if rest and (rest[0].isspace() or rest[0] in ",;:).") and not was_forced:
-            before_char = s[m.start() - 1:m.start()]
-            if before_char and not before_char.isspace() and before_char not in "(\x00":
-                return None, "số hiệu dính chữ phía trước nhưng có dấu cách phía sau"
-            continue  # a number quoted inside a name
         if rest[:1] == "-" or (re.match(r"[A-ZĐ][A-ZĐ0-9]", rest) and not _CAPS_WORD_RE.match(rest)):
             return None, f"cơ quan ban hành lạ trong số hiệu ({s[m.start():end + 8]})"
         cell_start = m.start()
@@ -460,13 +503,7 @@ def legal_rows(text: str) -> tuple[list[LegalDoc] | None, str]:
         number = s[cell_start:end].replace("\x00", "").strip()
         if not name:
             return None, "một dòng không có tên văn bản"
-        rows.append(LegalDoc(name, number))
-        row_start = end
-    if s[row_start:].strip("\x00 "):
-        return None, "phần cuối không có số hiệu"
-    if not rows:
-        return None, "không có dòng nào"
-    return rows, ""
+        return LegalDoc(name, number), ""
 
 
 # --------------------------------------------------------------------------- kết quả, điều kiện

@@ -244,61 +244,10 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
     url = one_line(record.get("detail_url", "")) or PORTAL_URL
     field_name = one_line(record.get("linh_vuc", "")) or (listed.field if listed else "") or NO_INFO
     level = one_line(record.get("cap_thuc_hien", "")) or NO_INFO
-    agency = ""
-    for key in ("co_quan_thuc_hien", "co_quan_co_tham_quyen"):
-        if not no_info(record.get(key, "")):
-            agency = one_line(record[key]).rstrip(",;. ")
-            break
-    if not agency and listed and listed.bodies:
-        agency = listed.bodies
-        stats.bodies_from_lists += 1
-    if not agency:
-        agency = "Cổng Dịch vụ công quốc gia không ghi cơ quan thực hiện"
-        stats.no_body += 1
-
-    how = record.get("cach_thuc_thuc_hien", "")
-    rows = parse_channels(how)
-    body = channel_body(how)
-    if body is None and not no_info(how):
-        body = how  # no table header: all of it is raw text
-    if rows and all(r.sure for r in rows):
-        stats.channels_split += 1
-    elif rows:
-        stats.channels_partly += 1
-        stats.example("channels_partly", rel)
-    elif body and body.strip():
-        stats.channels_raw += 1
-        stats.example("channels", rel)
-    timing, fees, where, online_text, online = _render_channels(rows, body, url, record, agency)
-
-    audience = one_line(record.get("doi_tuong_thuc_hien", ""))
-    subject = name if name.lower().startswith("thủ tục") else f"Thủ tục “{name}”"
-    summary = f"{subject} thuộc lĩnh vực {field_name}, thực hiện ở {level.lower()}"
-    summary += f", dành cho: {audience}." if audience and not no_info(audience) else "."
-    summary += f" Cơ quan thực hiện: {agency}."
-    origin = [f"mã thủ tục {code}"]
-    decision = one_line(record.get("so_quyet_dinh", ""))
-    if decision and not no_info(decision):
-        origin.append(f"quyết định công bố số {decision}")
-    if listed and listed.issuer:
-        origin.append(f"cơ quan ban hành: {listed.issuer}")
-    summary += f" Thông tin nhập từ Cổng Dịch vụ công quốc gia ({'; '.join(origin)})."
-
-    sections: list[tuple[str, str]] = []
-    conditions = clean_conditions(record.get("yeu_cau_dieu_kien", ""))
-    if conditions and not no_info(conditions):
-        sections.append((DOI_TUONG, conditions))
-    sections.append((HO_SO, _render_documents(record.get("thanh_phan_ho_so", ""), url, stats, rel)))
-    steps = clean(record.get("trinh_tu_thuc_hien", ""))
-    sections.append((TRINH_TU, steps if steps and not no_info(steps) else _no_info_line(url)))
-    sections += [(THOI_HAN, timing), (PHI, fees), (NOI_NOP, where), (TRUC_TUYEN, online_text)]
-    sections.append((CAN_CU, _render_legal(record.get("can_cu_phap_ly", ""), url, stats, rel)))
-    results, result_note = parse_results(record.get("ket_qua_xu_ly", ""))
-    if results or result_note:
-        text = _bullets(results)
-        if result_note:
-            text = (text + "\n\n" if text else "") + f"Mô tả trên Cổng: {result_note}"
-        sections.append((KET_QUA, text))
+    agency = _agency(record, listed, stats)
+    timing, fees, where, online_text, online = _channel_sections(record, rel, url, agency, stats)
+    summary = _summary(record, code, name, field_name, level, agency, listed)
+    sections = _sections(record, rel, url, stats, timing, fees, where, online_text)
     published = "\n".join([agency, level] + [text for _, text in sections])
     if DISTRICT_RE.search(published):
         sections.append((LUU_Y, DISTRICT_NOTE))
@@ -320,6 +269,76 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
     for heading, text in sections:
         out += [f"## {heading}", "", markdown_safe(text.strip()), ""]
     return "\n".join(out)
+
+
+def _agency(record: dict[str, str], listed: ListRow | None, stats: Stats) -> str:
+    """The body that carries the procedure out: the record's, else the official list's, else a phrase saying so."""
+    for key in ("co_quan_thuc_hien", "co_quan_co_tham_quyen"):
+        if not no_info(record.get(key, "")):
+            return one_line(record[key]).rstrip(",;. ")
+    if listed and listed.bodies:
+        stats.bodies_from_lists += 1
+        return listed.bodies
+    stats.no_body += 1
+    return "Cổng Dịch vụ công quốc gia không ghi cơ quan thực hiện"
+
+
+def _channel_sections(record: dict[str, str], rel: str, url: str, agency: str,
+                      stats: Stats) -> tuple[str, str, str, str, bool]:
+    """Thời hạn, Phí, Nơi nộp and Nộp trực tuyến from the 'Cách thức thực hiện' table, and whether it is online;
+    counts how well the table split."""
+    how = record.get("cach_thuc_thuc_hien", "")
+    rows = parse_channels(how)
+    body = channel_body(how)
+    if body is None and not no_info(how):
+        body = how  # no table header: all of it is raw text
+    if rows and all(r.sure for r in rows):
+        stats.channels_split += 1
+    elif rows:
+        stats.channels_partly += 1
+        stats.example("channels_partly", rel)
+    elif body and body.strip():
+        stats.channels_raw += 1
+        stats.example("channels", rel)
+    return _render_channels(rows, body, url, record, agency)
+
+
+def _summary(record: dict[str, str], code: str, name: str, field_name: str, level: str, agency: str,
+             listed: ListRow | None) -> str:
+    """The entry's opening paragraph: what, for whom, by whom, and where the text comes from."""
+    audience = one_line(record.get("doi_tuong_thuc_hien", ""))
+    subject = name if name.lower().startswith("thủ tục") else f"Thủ tục “{name}”"
+    summary = f"{subject} thuộc lĩnh vực {field_name}, thực hiện ở {level.lower()}"
+    summary += f", dành cho: {audience}." if audience and not no_info(audience) else "."
+    summary += f" Cơ quan thực hiện: {agency}."
+    origin = [f"mã thủ tục {code}"]
+    decision = one_line(record.get("so_quyet_dinh", ""))
+    if decision and not no_info(decision):
+        origin.append(f"quyết định công bố số {decision}")
+    if listed and listed.issuer:
+        origin.append(f"cơ quan ban hành: {listed.issuer}")
+    return summary + f" Thông tin nhập từ Cổng Dịch vụ công quốc gia ({'; '.join(origin)})."
+
+
+def _sections(record: dict[str, str], rel: str, url: str, stats: Stats, timing: str, fees: str, where: str,
+              online_text: str) -> list[tuple[str, str]]:
+    """The entry's sections in the procedure template's order (Lưu ý, if needed, comes after)."""
+    sections: list[tuple[str, str]] = []
+    conditions = clean_conditions(record.get("yeu_cau_dieu_kien", ""))
+    if conditions and not no_info(conditions):
+        sections.append((DOI_TUONG, conditions))
+    sections.append((HO_SO, _render_documents(record.get("thanh_phan_ho_so", ""), url, stats, rel)))
+    steps = clean(record.get("trinh_tu_thuc_hien", ""))
+    sections.append((TRINH_TU, steps if steps and not no_info(steps) else _no_info_line(url)))
+    sections += [(THOI_HAN, timing), (PHI, fees), (NOI_NOP, where), (TRUC_TUYEN, online_text)]
+    sections.append((CAN_CU, _render_legal(record.get("can_cu_phap_ly", ""), url, stats, rel)))
+    results, result_note = parse_results(record.get("ket_qua_xu_ly", ""))
+    if results or result_note:
+        text = _bullets(results)
+        if result_note:
+            text = (text + "\n\n" if text else "") + f"Mô tả trên Cổng: {result_note}"
+        sections.append((KET_QUA, text))
+    return sections
 
 
 # --------------------------------------------------------------------------- import
@@ -428,6 +447,19 @@ def _generated(path: Path) -> bool:
     return head.startswith(b"---") and b"\nnhap_tu:" in front
 
 
+def _read_record(path: Path, rel: str) -> tuple[dict[str, str] | None, str]:
+    """A record file's record, checked fit to import, or None and why it is not."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        return None, "tệp không phải UTF-8"
+    except json.JSONDecodeError as e:
+        return None, f"JSON hỏng (dòng {e.lineno}, cột {e.colno}: {e.msg})"
+    except OSError as e:
+        return None, f"không đọc được tệp ({e.strerror})"
+    return check_record(data, rel)
+
+
 def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.date | None = None,
                   progress: bool = False) -> ImportReport:
     """Turn every `<agency>/<code>.json` record under `src` into `dest/thu-tuc/tthc-<code>.md`.
@@ -463,18 +495,7 @@ def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.da
             if stem_id:
                 keep.add(stem_id)
 
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8-sig"))
-        except UnicodeDecodeError:
-            bad("tệp không phải UTF-8")
-            continue
-        except json.JSONDecodeError as e:
-            bad(f"JSON hỏng (dòng {e.lineno}, cột {e.colno}: {e.msg})")
-            continue
-        except OSError as e:
-            bad(f"không đọc được tệp ({e.strerror})")
-            continue
-        record, reason = check_record(data, rel)
+        record, reason = _read_record(path, rel)
         if record is None:
             bad(reason)
             continue
