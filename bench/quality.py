@@ -29,7 +29,7 @@ def load_cases(path: str | Path) -> list[tuple[str, list[str]]]:
 
 def rank_of(answer: Answer, expected: list[str]) -> int | None:
     """Rank of the first source whose id or topics match, as score.py counts it."""
-    if answer.declined:
+    if not answer.answered:
         return None
     for i, source in enumerate(answer.sources, 1):
         if ({source.id} | set(source.topics)) & set(expected):
@@ -64,20 +64,20 @@ def score(ask, cases: list[tuple[str, list[str]]]) -> Score:
         answer = ask(question)
         if not expected:
             s.outside += 1
-            if answer.declined:
+            if not answer.answered:  # score.py's "declined": no answer from the knowledge base
                 s.declined_ok += 1
             else:
                 s.misses.append(f"ANSWERED (should decline): {question} -> {answer.sources[0].id if answer.sources else ''}")
             continue
         s.inside += 1
-        s.false_declines += answer.declined
+        s.false_declines += not answer.answered
         r = rank_of(answer, expected)
         s.hit1 += r == 1
         s.hit3 += r is not None and r <= 3
         s.rr += 1 / r if r is not None and r <= 5 else 0.0
         if r != 1:
             got = [x.id for x in answer.sources[:3]]
-            why = f"declined ({answer.confidence:.2f})" if answer.declined else f"rank {r}, top {got}"
+            why = f"declined ({answer.confidence:.2f})" if not answer.answered else f"rank {r}, top {got}"
             s.misses.append(f"MISS ({why}): {question} expected {expected}")
     return s
 

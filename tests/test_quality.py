@@ -28,7 +28,7 @@ def test_questions_without_diacritics_find_the_same_entry(shipped):
              ("Đăng ký kết hôn mất bao lâu", "dang ky ket hon mat bao lau")]
     for with_marks, without in pairs:
         a, b = shipped.ask(with_marks), shipped.ask(without)
-        assert not b.declined, without
+        assert b.answered, without
         topics_a = set(a.sources[0].topics)
         assert topics_a & set(b.sources[0].topics), (with_marks, a.sources[0].id, b.sources[0].id)
 

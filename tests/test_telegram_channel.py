@@ -14,17 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.channels.telegram import (
-    ALLOWED_UPDATES,
-    EDITED_NOTE,
-    NON_TEXT,
-    TelegramChannel,
-    html_visible,
-    render_html,
-    split_html,
-)
+from bot.channels.render import html_visible, split_html, telegram_html
+from bot.channels.telegram import ALLOWED_UPDATES, EDITED_NOTE, TelegramChannel
 from bot.config import ROOT
 from bot.engine.answer import Answer, Source
+from bot.engine.phrases import NON_TEXT
 from bot.service.desk import LONG_NOTE, Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 from bot.service.handoff import Handoff
@@ -312,7 +306,7 @@ def test_long_answer_split_into_valid_messages(loop, bot):
     reply = Reply(Answer("q", "answer", title="Thủ tục dài", parts=[("Các bước", body)]), question_id=1)
 
     async def scenario():
-        await bot.channel.send(bot.app.bot, 1100, render_html(reply), bot.channel.keyboard(reply))
+        await bot.channel.send(bot.app.bot, 1100, telegram_html(reply), bot.channel.keyboard(reply))
         return bot.fake.messages(1100)
 
     sent = run(loop, scenario())
@@ -409,7 +403,7 @@ def test_render_escapes_knowledge_text():
                                                           ("", "- **Trẻ <6>:** xem [Cổng](https://x.vn/?a=1&b=2)")],
                     sources=[source],
                     suggestions=["Mục <x>"])
-    text = render_html(Reply(answer, notes=["<note>"]))
+    text = telegram_html(Reply(answer, notes=["<note>"]))
     visible = html_text(text)  # the fake parses it the way Telegram does
     assert "A <b>" in visible and "50.000 đ <miễn> & giảm" in visible and "Mục <x>" in visible
     assert "Luật <mới> & cũ (kiểm tra ngày 21/11/2026)" in visible and "<note>" in visible

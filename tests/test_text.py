@@ -10,7 +10,6 @@ from bot.engine.text import (
     lexical_form,
     nfc,
     normalize,
-    plain,
     reflow,
     restoration_table,
     restore_diacritics,
@@ -61,10 +60,6 @@ def test_clean_strips_html_control_characters_and_caps_length():
 def test_reflow_joins_wrapped_lines_but_keeps_lists():
     text = "Một câu dài\nbị ngắt dòng.\n\n- mục một\n  còn tiếp\n- mục hai"
     assert reflow(text) == "Một câu dài bị ngắt dòng.\n\n- mục một còn tiếp\n- mục hai"
-
-
-def test_plain_removes_markdown_emphasis_and_spells_out_links():
-    assert plain("**Lưu ý**: xem [Cổng](https://dichvucong.gov.vn)") == "Lưu ý: xem Cổng (https://dichvucong.gov.vn)"
 
 
 def test_restore_diacritics_from_the_corpus():

@@ -14,10 +14,12 @@ from fake_zalo import FakeZalo, zalo_signature
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.channels.render import ZALO_LIMIT, split_text
 from bot.channels.web import make_app
-from bot.channels.zalo import ONLY_TEXT, WELCOME, TokenStore, reply_buttons, reply_messages, signature, split_text
+from bot.channels.zalo import WELCOME, TokenStore, reply_buttons, reply_messages, signature
 from bot.config import load_config
 from bot.engine.answer import Answer, Link
+from bot.engine.phrases import NON_TEXT
 from bot.service.desk import Desk, Reply
 
 
@@ -183,7 +185,7 @@ def test_follow_attachments_and_api_errors(desk, tmp_path):
                 assert (await zalo.deliver(url, zalo.attachment_event("sender", kind)))[0] == 200
             await settle(zalo, url)
             assert [s.text for s in to(zalo, "newcomer")] == [WELCOME]
-            assert [s.text for s in to(zalo, "sender")] == [ONLY_TEXT] * 3
+            assert [s.text for s in to(zalo, "sender")] == [NON_TEXT] * 3
             # The OA API refuses the answer (quota): the citizen still gets an apology, nothing crashes.
             zalo.fail_next(-32, "Quota exceeded")
             assert (await zalo.deliver(url, zalo.text_event("unlucky", "lệ phí khai sinh")))[0] == 200
@@ -196,8 +198,8 @@ def test_follow_attachments_and_api_errors(desk, tmp_path):
 
 @given(st.text(alphabet=st.sampled_from("ab cđ\n\nế"), max_size=6000))
 def test_split_text_keeps_every_word_within_the_limit(text):
-    pieces = split_text(text, 2000)
-    assert all(0 < len(p) <= 2000 for p in pieces)
+    pieces = split_text(text, ZALO_LIMIT)
+    assert all(0 < len(p) <= ZALO_LIMIT for p in pieces)
     assert "".join(pieces).split() == text.split() or "".join("".join(pieces).split()) == "".join(text.split())
 
 

@@ -29,15 +29,15 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import Config
+from bot.engine.phrases import NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import Courier
 
 from . import ChannelInfo
-from .render import short, to_text
+from .render import short, split_text, zalo_text
 
 log = logging.getLogger("bot.zalo")
 
-TEXT_LIMIT = 2000  # characters of one Zalo text message
 MAX_BUTTONS = 5
 BUTTON_TITLE = 100
 BUTTON_PAYLOAD = 1000
@@ -47,10 +47,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 WELCOME = ("Xin chào! Tôi là Trợ lý cải cách hành chính. Bạn cứ nhắn câu hỏi về thủ tục hành chính, ví dụ "
            "“Làm thẻ căn cước cần giấy tờ gì?” hoặc “dang ky khai sinh o dau”; tôi trả lời kèm nguồn và "
            "đường dẫn nộp hồ sơ trực tuyến.")
-ONLY_TEXT = ("Xin lỗi, hiện tôi chỉ đọc được tin nhắn chữ, chưa xem được hình ảnh, nhãn dán hay tệp. "
-             "Bạn vui lòng gõ câu hỏi bằng chữ nhé.")
-FAILED = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được. Bạn vui lòng thử lại sau, hoặc gọi Tổng đài "
-          "Cổng Dịch vụ công quốc gia 18001096.")
 # Events that need no answer (receipts, the OA's own messages, unfollow).
 SILENT = ("user_received_message", "user_seen_message", "unfollow", "oa_send_text", "oa_send_image", "oa_send_list",
           "oa_send_gif", "oa_send_file", "oa_send_sticker", "oa_send_template")
@@ -70,32 +66,7 @@ def signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: str) -> s
     return "mac=" + hashlib.sha256(data).hexdigest()
 
 
-# --- rendering: a Reply as Zalo messages (pure) ---
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut text into pieces within `limit` characters, at paragraph, then line, then word boundaries."""
-    text = text.strip()
-    pieces: list[str] = []
-    while len(text) > limit:
-        cut = -1
-        for sep in ("\n\n", "\n", " "):
-            cut = text.rfind(sep, 0, limit)
-            if cut > limit // 3:
-                break
-        if cut <= 0:
-            cut = limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        pieces.append(text)
-    return pieces
-
-
-def reply_text(reply: Reply) -> str:
-    """The answer as Zalo text: notes, the answer, suggestions and cited sources with their links (the online
-    services go on buttons)."""
-    return "\n\n".join(b for b in [*reply.notes, to_text(reply.answer, links=False)] if b)
-
+# --- Zalo messages: a Reply as OA message objects (the text comes from render) ---
 
 def reply_buttons(reply: Reply) -> list[dict]:
     """Online-service links as `oa.open.url`, then suggestions and follow-ups as `oa.query.hide` (at most 5)."""
@@ -113,7 +84,7 @@ def reply_buttons(reply: Reply) -> list[dict]:
 
 def reply_messages(reply: Reply) -> list[dict]:
     """The `message` objects to send, in order; buttons ride on the last one."""
-    messages: list[dict] = [{"text": piece} for piece in split_text(reply_text(reply))]
+    messages: list[dict] = [{"text": piece} for piece in split_text(zalo_text(reply))]
     buttons = [] if reply.limited else reply_buttons(reply)
     if buttons and messages:
         messages[-1]["attachment"] = {"type": "template", "payload": {"buttons": buttons}}
@@ -353,7 +324,7 @@ class ZaloWebhook:
             if not user:
                 return
             if name != "user_send_text":
-                await self.client.send(user, {"text": ONLY_TEXT})
+                await self.client.send(user, {"text": NON_TEXT})
                 return
             text = str((event.get("message") or {}).get("text", ""))
             if text.startswith(QUERY_PREFIX):  # a follow-up button
@@ -364,10 +335,11 @@ class ZaloWebhook:
                 step = f"message {n} of {len(messages)} of answer {reply.question_id or '(not logged)'}"
                 await self.client.send(user, message)
         except Exception:
-            log.exception("Zalo event %s for %s not answered (%s failed)", name, user or "?", step)
+            error = error_id()
+            log.exception("error %s: Zalo event %s for %s not answered (%s failed)", error, name, user or "?", step)
             if user:
                 try:
-                    await self.client.send(user, {"text": FAILED})
+                    await self.client.send(user, {"text": apology(self.desk.assistant.hotline, error)})
                 except Exception:
                     log.warning("the apology to %s was not sent either", user)
 

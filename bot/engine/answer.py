@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import quote_plus
 
 from .index import Record
 from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN
+from .phrases import not_found
 from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, detect_aspects
 from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
 from .text import fold, reflow
@@ -49,12 +51,20 @@ class Link:
     url: str
 
 
+# What an answer is, each kind made in one place: "answer" (from the knowledge base), "decline" (nothing found sure
+# enough: `decline`), "greeting", "thanks" and "empty" (`compose_answer`, before any search), "error" (a fault:
+# `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "handoff" (a ticket for staff opened),
+# "not_held" (the base does not hold the procedure asked about: `not_held`), "listed" (a procedure the base knows by
+# name only: `listed`).
+Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "handoff", "not_held", "listed"]
+
+
 @dataclass
 class Answer:
     """The one value every channel renders."""
 
     question: str
-    kind: str  # answer | decline | not_held | listed | greeting | thanks | empty | error
+    kind: Kind
     title: str = ""
     parts: list[tuple[str, str]] = field(default_factory=list)  # (heading, text); heading may be ''
     sources: list[Source] = field(default_factory=list)
@@ -66,9 +76,15 @@ class Answer:
     aspects: list[str] = field(default_factory=list)
 
     @property
+    def answered(self) -> bool:
+        """True when the text answers from the knowledge base (a greeting, an apology or a decline does not)."""
+        return self.kind == "answer"
+
+    @property
     def declined(self) -> bool:
-        """True when the bot did not answer from its knowledge."""
-        return self.kind not in ("answer",)
+        """True when the bot looked and did not answer: unsure ("decline"), or the base lacks what was asked
+        ("not_held", "listed")."""
+        return self.kind in NOT_ANSWERED
 
 
 @dataclass
@@ -236,9 +252,7 @@ def _answer_entry(question: str, entry: Record, aspects: list[str], confidence: 
 def decline(question: str, result: SearchResult, entries: dict[str, Record], defaults: Sequence[Link],
             hotline: dict | None) -> Answer:
     """A polite refusal: say we do not know, offer close matches and the official hotline and portal."""
-    text = "Xin lỗi, tôi chưa tìm thấy thông tin đủ chắc chắn để trả lời câu hỏi này."
-    if hotline:
-        text += f" Bạn có thể gọi {hotline['name']} {hotline['number']} hoặc tra cứu trên {hotline['url']}."
+    text = not_found(hotline)
     suggestions = [_title_with_date(entries[h.entry_id]) for h in result.hits[:3] if result.confidence > 0.05]
     return Answer(question, "decline", parts=[("", text)], links=list(defaults), suggestions=suggestions,
                   confidence=round(result.confidence, 4))

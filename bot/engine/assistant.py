@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
+from collections.abc import Mapping
 
 from bot.config import Config
 
 from .answer import Answer, Conversation, Link, compose_answer
 from .index import IndexData, IndexUnavailable, current_version, named_version, open_index, versions
+from .phrases import DEFAULT_HOTLINE, apology, error_id
 from .retrieval import Retriever
 from .text import clean
 
 log = logging.getLogger("bot")
-
-ERROR_TEXT = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được. Bạn vui lòng thử lại sau, "
-              "hoặc gọi {name} {number}.")
 
 
 class Assistant:
@@ -112,6 +110,11 @@ class Assistant:
         links = self.data.links if self.data else []
         return [Link(x["title"], x["url"]) for x in links if x.get("default")]
 
+    @property
+    def hotline(self) -> Mapping[str, str]:
+        """The official hotline the serving knowledge base names, else the national portal's."""
+        return (self.data.hotline if self.data else None) or DEFAULT_HOTLINE
+
     def ask(self, question: str, conversation: Conversation | None = None) -> Answer:
         """Answer one question; failures become a polite apology and a logged error id, never a traceback."""
         try:
@@ -121,11 +124,8 @@ class Assistant:
             return compose_answer(result, self.data.entries, self.data.chunk_text, self.default_links,
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:
-            error_id = uuid.uuid4().hex[:8]
+            error = error_id()
             from .privacy import mask  # personal data stays out of the error log, as out of the question log
 
-            log.exception("error %s answering %r", error_id, mask(clean(question or "", limit=200)))
-            hotline = (self.data.hotline if self.data else None) or {"name": "Tổng đài Cổng Dịch vụ công quốc gia",
-                                                                     "number": "18001096"}
-            text = ERROR_TEXT.format(**hotline) + f" (mã lỗi {error_id})"
-            return Answer(clean(question or ""), "error", parts=[("", text)])
+            log.exception("error %s answering %r", error, mask(clean(question or "", limit=200)))
+            return Answer(clean(question or ""), "error", parts=[("", apology(self.hotline, error))])

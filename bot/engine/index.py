@@ -267,10 +267,7 @@ def build_index(
     report = BuildReport(entries=len(kb.entries), warnings=[str(w) for w in kb.warnings], coverage=coverage_lines(kb))
     stamp = fingerprint(cfg, kb.files)
     with _build_lock(root):
-        for stale in root.glob(".tmp-*"):  # left by a build that crashed
-            shutil.rmtree(stale, ignore_errors=True)
-        for stale in root.glob(f".{CURRENT}.*"):  # a switch to a new version killed before its rename
-            stale.unlink(missing_ok=True)
+        _remove_leftovers(root)
         manifest = read_manifest(root)
         if manifest and manifest.get("fingerprint") == stamp and not force:
             report.up_to_date, report.version, report.chunks = True, current_version(root) or "", manifest["chunks"]
@@ -282,44 +279,63 @@ def build_index(
             from .encoder import load_encoder
 
             encoder_factory = lambda: load_encoder(cfg)  # noqa: E731
-        texts = [normalize(c.text) for c in chunks]
-        model_id = cfg.model.name
-        keys = [cache_key(model_id, c.role, t) for c, t in zip(chunks, texts)]
-        cache = EmbeddingCache(cfg.data_dir / "cache" / "embeddings.sqlite")
-        try:
-            found = cache.get_many(list(dict.fromkeys(keys)))
-            missing = [i for i, k in enumerate(keys) if k not in found]
-            missing = list({keys[i]: i for i in missing}.values())  # each distinct text once
-            report.embedded = len(missing)
-            dim = None
-            if missing:
-                encoder = encoder_factory()
-                dim = encoder.dim  # type: ignore[attr-defined]
-                log(f"Nhúng {len(missing)} đoạn mới bằng {model_id} (các đoạn khác lấy từ bộ nhớ đệm)…")
-                with _progress(len(missing), progress) as bar:
-                    for role in ("query", "passage"):
-                        todo = [i for i in missing if chunks[i].role == role]
-                        for start in range(0, len(todo), EMBED_BATCH):
-                            batch = todo[start : start + EMBED_BATCH]
-                            vectors = encoder.encode([texts[i] for i in batch], role=role)  # type: ignore[attr-defined]
-                            cache.put_many({keys[i]: v for i, v in zip(batch, vectors)})
-                            found.update({keys[i]: v for i, v in zip(batch, vectors)})
-                            bar.update(len(batch))
-            vectors = np.vstack([found[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim or 384), np.float32)
-        finally:
-            cache.close()
-
-        version = time.strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        tmp = root / f".tmp-{version}"
-        tmp.mkdir(parents=True)
-        _write_version(tmp, cfg, kb, chunks, vectors, stamp, model_id)
-        os.rename(tmp, root / version)
-        _fsync_dir(root)
-        _write_atomic(root / CURRENT, version + "\n")
-        report.version, report.chunks = version, len(chunks)
-        _remove_old_versions(root, keep={version, (manifest or {}).get("version", "")})
+        vectors, report.embedded = _embed(cfg, chunks, encoder_factory, progress, log)
+        report.version, report.chunks = _publish(root, cfg, kb, chunks, vectors, stamp), len(chunks)
+        _remove_old_versions(root, keep={report.version, (manifest or {}).get("version", "")})
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _remove_leftovers(root: Path) -> None:
+    """What a crashed build left: its half-written folder, or a switch to a new version killed before its rename."""
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob(f".{CURRENT}.*"):
+        stale.unlink(missing_ok=True)
+
+
+def _embed(cfg: Config, chunks: list[Chunk], encoder_factory: Callable[[], object], progress: bool,
+           log: Callable[[str], None]) -> tuple[np.ndarray, int]:
+    """Every chunk's vector: from the embedding cache where it has one, else embedded (each distinct text once) and
+    cached. Returns the vectors and how many texts were embedded; the encoder is loaded only when one is needed."""
+    texts = [normalize(c.text) for c in chunks]
+    model_id = cfg.model.name
+    keys = [cache_key(model_id, c.role, t) for c, t in zip(chunks, texts)]
+    cache = EmbeddingCache(cfg.data_dir / "cache" / "embeddings.sqlite")
+    try:
+        found = cache.get_many(list(dict.fromkeys(keys)))
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        missing = list({keys[i]: i for i in missing}.values())  # each distinct text once
+        dim = None
+        if missing:
+            encoder = encoder_factory()
+            dim = encoder.dim  # type: ignore[attr-defined]
+            log(f"Nhúng {len(missing)} đoạn mới bằng {model_id} (các đoạn khác lấy từ bộ nhớ đệm)…")
+            with _progress(len(missing), progress) as bar:
+                for role in ("query", "passage"):
+                    todo = [i for i in missing if chunks[i].role == role]
+                    for start in range(0, len(todo), EMBED_BATCH):
+                        batch = todo[start : start + EMBED_BATCH]
+                        vectors = encoder.encode([texts[i] for i in batch], role=role)  # type: ignore[attr-defined]
+                        cache.put_many({keys[i]: v for i, v in zip(batch, vectors)})
+                        found.update({keys[i]: v for i, v in zip(batch, vectors)})
+                        bar.update(len(batch))
+        vectors = np.vstack([found[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim or 384), np.float32)
+    finally:
+        cache.close()
+    return vectors, len(missing)
+
+
+def _publish(root: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Chunk], vectors: np.ndarray, stamp: str) -> str:
+    """Write a new version beside the others, then point CURRENT at it atomically; returns the version."""
+    version = time.strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    tmp = root / f".tmp-{version}"
+    tmp.mkdir(parents=True)
+    _write_version(tmp, cfg, kb, chunks, vectors, stamp, cfg.model.name)
+    os.rename(tmp, root / version)
+    _fsync_dir(root)
+    _write_atomic(root / CURRENT, version + "\n")
+    return version
 
 
 def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Chunk], vectors: np.ndarray,

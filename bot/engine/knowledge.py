@@ -102,6 +102,10 @@ class Problem:
         return f"{where}: {label}{self.message}" + (f" — {self.fix}" if self.fix else "")
 
 
+# A front matter as read: every value text (never a number or a boolean), or a list of texts.
+Meta = dict[str, str | list[str]]
+
+
 @dataclass(frozen=True)
 class Section:
     """A `## ` section of an entry: its heading, its text, the line the heading is on."""
@@ -118,7 +122,7 @@ class Entry:
     id: str
     kind: str
     path: str
-    meta: dict[str, str | list[str]]
+    meta: Meta
     summary: str
     sections: tuple[Section, ...]
     lines: dict[str, int] = field(default_factory=dict, compare=False)
@@ -289,7 +293,7 @@ def _node_value(node: yaml.Node, key: str) -> str | list[str]:
     raise _Reject(node.start_mark.line + 1, f"'{key}' không được là một bảng con", "viết giá trị trên cùng một dòng")
 
 
-def parse_front_matter(text: str, first_line: int = 1) -> tuple[dict[str, str | list[str]], dict[str, int]]:
+def parse_front_matter(text: str, first_line: int = 1) -> tuple[Meta, dict[str, int]]:
     """Parse YAML front matter keeping every value as text, with each key's line number."""
     try:
         node = yaml.compose(text, Loader=yaml.BaseLoader)
@@ -303,7 +307,7 @@ def parse_front_matter(text: str, first_line: int = 1) -> tuple[dict[str, str | 
         return {}, {}
     if not isinstance(node, yaml.MappingNode):
         raise _Reject(first_line, "phần khai báo phải gồm các dòng 'ten_truong: giá trị'")
-    meta: dict[str, str | list[str]] = {}
+    meta: Meta = {}
     lines: dict[str, int] = {}
     for key_node, value_node in node.value:
         key = str(key_node.value).strip()
@@ -423,52 +427,58 @@ def decode_utf8(raw: bytes, rel: str) -> tuple[str, Problem | None]:
     return text, None
 
 
-def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, list[Problem]]:
-    """Parse and check one knowledge file on its own; cross-file checks happen in load_knowledge."""
-    problems: list[Problem] = []
+def _read_entry_text(path: Path, rel: str) -> tuple[str, Problem | None]:
+    """A knowledge file's text with '\\n' line ends, or the problem that stops it being read at all."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return None, [Problem(rel, 0, "tệp đã bị xóa hoặc đổi tên trong lúc đọc", "chạy lại khi đã sửa xong các tệp")]
+        return "", Problem(rel, 0, "tệp đã bị xóa hoặc đổi tên trong lúc đọc", "chạy lại khi đã sửa xong các tệp")
     except OSError as e:
-        return None, [Problem(rel, 0, f"không đọc được tệp ({e.strerror})", "kiểm tra quyền đọc tệp")]
+        return "", Problem(rel, 0, f"không đọc được tệp ({e.strerror})", "kiểm tra quyền đọc tệp")
     text, problem = decode_utf8(raw, rel)
     if problem:
-        return None, [problem]
+        return "", problem
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
-        return None, [Problem(rel, 1, "tệp trống", "điền nội dung theo tệp mẫu trong knowledge/mau/, hoặc xóa tệp")]
-    try:
-        front, front_line, body, body_line = split_file(text)
-        meta, lines = parse_front_matter(front, front_line)
-    except _Reject as r:
-        return None, [Problem(rel, r.line, r.message, r.fix)]
+        return "", Problem(rel, 1, "tệp trống", "điền nội dung theo tệp mẫu trong knowledge/mau/, hoặc xóa tệp")
+    return text, None
 
-    def bad(line: int, message: str, fix: str = "", warning: bool = False) -> None:
-        problems.append(Problem(rel, line, message, fix, warning))
 
+def _check_identity(path: Path, rel: str, meta: Meta, lines: dict[str, int]) -> tuple[str | None, str, list[Problem]]:
+    """The kind and id a front matter declares (kind None when the entry cannot be read as one), with the problems
+    of the common fields, the id, the kind and the folder."""
+    out: list[Problem] = []
     for key in COMMON_FIELDS:
         if key not in meta:
-            bad(1, f"thiếu trường '{key}'", f"thêm dòng '{key}: ...' vào phần khai báo")
+            out.append(Problem(rel, 1, f"thiếu trường '{key}'", f"thêm dòng '{key}: ...' vào phần khai báo"))
     loai = meta.get("loai", "")
     entry_id = meta.get("id", "")
     if not isinstance(loai, str) or not isinstance(entry_id, str):
-        bad(lines.get("loai", 1), "'id' và 'loai' phải là một giá trị", "viết trên cùng một dòng")
-        return None, problems
+        out.append(Problem(rel, lines.get("loai", 1), "'id' và 'loai' phải là một giá trị", "viết trên cùng một dòng"))
+        return None, "", out
     if "loai" in meta and loai not in KINDS:
-        bad(lines["loai"], f"'loai' không hợp lệ: '{loai}'", f"dùng một trong: {', '.join(KINDS)}")
+        out.append(Problem(rel, lines["loai"], f"'loai' không hợp lệ: '{loai}'", f"dùng một trong: {', '.join(KINDS)}"))
     if "id" in meta:
         if not ID_RE.match(entry_id):
-            bad(lines["id"], f"id '{entry_id}' không hợp lệ", "id gồm chữ thường không dấu, số và dấu '-'")
+            out.append(Problem(rel, lines["id"], f"id '{entry_id}' không hợp lệ",
+                               "id gồm chữ thường không dấu, số và dấu '-'"))
         elif path.stem != entry_id:
-            bad(lines["id"], f"tên tệp phải là '{entry_id}.md' cho trùng id", "đổi tên tệp hoặc sửa id")
+            out.append(Problem(rel, lines["id"], f"tên tệp phải là '{entry_id}.md' cho trùng id",
+                               "đổi tên tệp hoặc sửa id"))
     if loai not in KINDS or not entry_id:
-        return None, problems
+        return None, entry_id, out
     kind = KINDS[loai]
     folder = FOLDERS[kind]
     if path.parent.name != folder:
-        bad(lines["loai"], f"mục loại '{loai}' phải nằm trong thư mục '{folder}/'", f"chuyển tệp vào {folder}/")
+        out.append(Problem(rel, lines["loai"], f"mục loại '{loai}' phải nằm trong thư mục '{folder}/'",
+                           f"chuyển tệp vào {folder}/"))
+    return kind, entry_id, out
 
+
+def _check_fields(kind: str, rel: str, meta: Meta, lines: dict[str, int]) -> list[Problem]:
+    """The problems of a kind's own fields: unknown ones (with the closest known name), bad values, missing ones."""
+    out: list[Problem] = []
+    loai = meta["loai"]
     schema = FIELDS[kind]
     for key, value in meta.items():
         if key in COMMON_FIELDS:
@@ -476,53 +486,89 @@ def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, lis
         if key not in schema:
             close = difflib.get_close_matches(key, list(schema) + list(COMMON_FIELDS), n=1)
             fix = f"có phải ý bạn là '{close[0]}'?" if close else f"các trường dùng được: {', '.join(schema)}"
-            bad(lines[key], f"trường '{key}' không dùng cho loại '{loai}'", fix)
+            out.append(Problem(rel, lines[key], f"trường '{key}' không dùng cho loại '{loai}'", fix))
             continue
         for line, message, fix in _check_field(kind, key, value, lines[key]):
-            bad(line, message, fix)
+            out.append(Problem(rel, line, message, fix))
     for key, (required, _) in schema.items():
         if required and key not in meta:
-            bad(1, f"thiếu trường '{key}'", f"thêm dòng '{key}: ...' vào phần khai báo (xem knowledge/mau/{loai}.md)")
+            out.append(Problem(rel, 1, f"thiếu trường '{key}'",
+                               f"thêm dòng '{key}: ...' vào phần khai báo (xem knowledge/mau/{loai}.md)"))
+    return out
 
-    summary, sections, body_problems = parse_body(body, body_line)
-    problems.extend(Problem(rel, p.line, p.message, p.fix) for p in body_problems)
+
+def _check_sections(kind: str, rel: str, summary: str, sections: list[Section], body_line: int) -> list[Problem]:
+    """The problems of a body: repeated or empty sections, a procedure's headings, an FAQ's answer, the summary."""
+    out: list[Problem] = []
     seen: dict[str, int] = {}
     for s in sections:
         if s.heading in seen:
-            bad(s.line, f"mục '## {s.heading}' xuất hiện hai lần", f"gộp với mục ở dòng {seen[s.heading]}")
+            out.append(Problem(rel, s.line, f"mục '## {s.heading}' xuất hiện hai lần",
+                               f"gộp với mục ở dòng {seen[s.heading]}"))
         seen.setdefault(s.heading, s.line)
         if not s.text:
-            bad(s.line, f"mục '## {s.heading}' không có nội dung", "viết nội dung hoặc xóa tiêu đề mục")
+            out.append(Problem(rel, s.line, f"mục '## {s.heading}' không có nội dung",
+                               "viết nội dung hoặc xóa tiêu đề mục"))
     if kind == "procedure":
         allowed = PROCEDURE_REQUIRED + PROCEDURE_OPTIONAL
         for s in sections:
             if s.heading not in allowed:
                 close = difflib.get_close_matches(s.heading, allowed, n=1, cutoff=0.5)
                 fix = f"có phải ý bạn là '## {close[0]}'?" if close else "dùng các tiêu đề trong knowledge/mau/thu-tuc.md"
-                bad(s.line, f"tiêu đề mục '## {s.heading}' không có trong danh sách cố định", fix)
+                out.append(Problem(rel, s.line, f"tiêu đề mục '## {s.heading}' không có trong danh sách cố định", fix))
         for heading in PROCEDURE_REQUIRED:
             if heading not in seen:
-                bad(body_line, f"thiếu mục '## {heading}'", "thêm tiêu đề mục đó (đúng chính tả) và nội dung")
+                out.append(Problem(rel, body_line, f"thiếu mục '## {heading}'",
+                                   "thêm tiêu đề mục đó (đúng chính tả) và nội dung"))
     if kind == "faq":
         if sections:
-            bad(sections[0].line, "mục hỏi đáp không dùng tiêu đề '## '", "viết câu trả lời thành đoạn văn liền")
+            out.append(Problem(rel, sections[0].line, "mục hỏi đáp không dùng tiêu đề '## '",
+                               "viết câu trả lời thành đoạn văn liền"))
         if not summary:
-            bad(body_line, "mục hỏi đáp chưa có câu trả lời", "viết câu trả lời sau dòng '---'")
+            out.append(Problem(rel, body_line, "mục hỏi đáp chưa có câu trả lời", "viết câu trả lời sau dòng '---'"))
     elif not summary:
-        bad(body_line, "thiếu đoạn tóm tắt trước tiêu đề mục đầu tiên", "viết 1–3 câu tóm tắt ngay sau dòng '---'")
+        out.append(Problem(rel, body_line, "thiếu đoạn tóm tắt trước tiêu đề mục đầu tiên",
+                           "viết 1–3 câu tóm tắt ngay sau dòng '---'"))
+    return out
 
-    entry = Entry(entry_id, kind, rel, meta, summary, tuple(sections), lines)
+
+def _check_date(entry: Entry, rel: str, today: dt.date) -> list[Problem]:
+    """A procedure checked more than a year ago (a warning), or on a date still to come."""
     checked = entry.text("ngay_kiem_tra")
-    if kind == "procedure" and DATE_RE.match(checked):
-        try:
-            age = (today - dt.date.fromisoformat(checked)).days
-        except ValueError:
-            age = 0
-        if age > STALE_AFTER_DAYS:
-            bad(lines["ngay_kiem_tra"], f"thông tin kiểm tra lần cuối ngày {checked}, đã hơn một năm",
-                "đối chiếu lại với trang chính thức rồi cập nhật 'ngay_kiem_tra'", warning=True)
-        elif age < 0:
-            bad(lines["ngay_kiem_tra"], f"'ngay_kiem_tra' ({checked}) là ngày trong tương lai", "ghi ngày đã kiểm tra")
+    if entry.kind != "procedure" or not DATE_RE.match(checked):
+        return []
+    try:
+        age = (today - dt.date.fromisoformat(checked)).days
+    except ValueError:
+        age = 0
+    line = entry.lines["ngay_kiem_tra"]
+    if age > STALE_AFTER_DAYS:
+        return [Problem(rel, line, f"thông tin kiểm tra lần cuối ngày {checked}, đã hơn một năm",
+                        "đối chiếu lại với trang chính thức rồi cập nhật 'ngay_kiem_tra'", warning=True)]
+    if age < 0:
+        return [Problem(rel, line, f"'ngay_kiem_tra' ({checked}) là ngày trong tương lai", "ghi ngày đã kiểm tra")]
+    return []
+
+
+def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, list[Problem]]:
+    """Parse and check one knowledge file on its own; cross-file checks happen in load_knowledge."""
+    text, problem = _read_entry_text(path, rel)
+    if problem:
+        return None, [problem]
+    try:
+        front, front_line, body, body_line = split_file(text)
+        meta, lines = parse_front_matter(front, front_line)
+    except _Reject as r:
+        return None, [Problem(rel, r.line, r.message, r.fix)]
+    kind, entry_id, problems = _check_identity(path, rel, meta, lines)
+    if kind is None:
+        return None, problems
+    problems += _check_fields(kind, rel, meta, lines)
+    summary, sections, body_problems = parse_body(body, body_line)
+    problems.extend(Problem(rel, p.line, p.message, p.fix) for p in body_problems)
+    problems += _check_sections(kind, rel, summary, sections, body_line)
+    entry = Entry(entry_id, kind, rel, meta, summary, tuple(sections), lines)
+    problems += _check_date(entry, rel, today)
     if kind == "procedure" and "nhap_tu" not in meta:  # imported official text is kept as published
         problems.extend(_district_problems(entry, rel))
     return entry, problems

@@ -109,16 +109,6 @@ def reflow(markdown: str) -> str:
     return "\n".join(out).strip()
 
 
-_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)")
-
-
-def plain(markdown: str) -> str:
-    """Markdown to plain text: no emphasis markers, links written as 'label (url)'."""
-    text = _EMPHASIS.sub(r"\2", markdown)
-    return _MD_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", text)
-
-
 _WORD = re.compile(r"[^\W\d_]+")
 _TOKEN = re.compile(r"[^\W_]+|[^\w\s]+")
 _PHRASE_BREAK = re.compile(r"[\n.;:!?()\[\],\"“”]")

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from bot.engine.answer import Answer, Conversation
 from bot.engine.knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
+from bot.engine.phrases import BUSY
 from bot.engine.text import clean, cut_words
 
 from .handoff import BUTTON as HANDOFF_BUTTON
@@ -36,7 +37,6 @@ FOLLOW_UPS: tuple[tuple[str, str, str], ...] = (
 logger = logging.getLogger("bot.desk")
 LONG_NOTE = "Tin nhắn của bạn dài quá {limit} ký tự; tôi chỉ đọc phần đầu."
 T = TypeVar("T")
-RATE_TEXT = "Bạn gửi nhanh quá, vui lòng chờ khoảng {seconds} giây rồi hỏi tiếp nhé."
 
 
 class QuestionSink(Protocol):
@@ -114,7 +114,7 @@ class Desk:
         """Answer one message; never raises for bad input."""
         wait = self.rate.wait(f"{channel}:{user}")
         if wait > 0:
-            answer = Answer(clean(text or "", limit=200), "limited", parts=[("", RATE_TEXT.format(seconds=max(1, round(wait))))])
+            answer = Answer(clean(text or "", limit=200), "limited", parts=[("", BUSY.format(seconds=max(1, round(wait))))])
             return Reply(answer, limited=True)
         notes = []
         text = clean(text or "", limit=None)

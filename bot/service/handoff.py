@@ -16,12 +16,12 @@ import json
 import logging
 import re
 import sqlite3
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.engine.answer import Answer
+from bot.engine.phrases import call, error_id
 from bot.engine.text import clean, fold
 
 from .qlog import QuestionLog, stamp
@@ -50,10 +50,12 @@ FAILED = ("Xin lỗi, hệ thống chưa chuyển được yêu cầu của bạ
 REPLY = "Cán bộ trả lời yêu cầu số {id} của bạn:\n\n{text}"
 CLOSED = ("Cán bộ đã đóng yêu cầu số {id}. Cảm ơn bạn đã liên hệ! Nếu cần hỗ trợ thêm, bạn gõ /canbo hoặc "
           "\"gặp cán bộ\".")
-DEFAULT_HOTLINE = {"name": "Tổng đài Cổng Dịch vụ công quốc gia", "number": "18001096"}
 REASONS = {"command": "lệnh /canbo", "button": "nút \"Gặp cán bộ\"", "words": "lời nhắn"}
-KINDS = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
-         "thanks": "cảm ơn", "empty": "tin trống"}
+# Every answer Kind in staff's words (keyed by str: the turns come back from the database).
+KINDS: dict[str, str] = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
+                         "thanks": "cảm ơn", "empty": "tin trống", "limited": "gửi quá nhanh",
+                         "handoff": "yêu cầu gặp cán bộ", "not_held": "chưa có trong kho",
+                         "listed": "chỉ biết tên thủ tục"}
 
 
 def is_request(text: str) -> bool:
@@ -130,16 +132,16 @@ def staff_text(ticket: Ticket) -> str:
 class Handoff:
     """Tickets for human help, stored in the question log's database."""
 
-    def __init__(self, log: QuestionLog, hotline: dict[str, str] | None = None, turns: int = TURNS):
+    def __init__(self, log: QuestionLog, hotline: Mapping[str, str] | None = None, turns: int = TURNS):
         self.log, self.turns = log, turns
-        self.hotline = hotline or DEFAULT_HOTLINE
+        self.hotline = hotline  # the knowledge base's; None: the national portal's
 
     @property
     def _db(self):
         return self.log.db
 
     def _hotline(self) -> str:
-        return f"{self.hotline['name']} {self.hotline['number']}"
+        return call(self.hotline)
 
     def open_ticket(self, channel: str, user: str, text: str) -> Answer:
         """Record a ticket with the citizen's last turns (or find their open one) and say what happens next;
@@ -147,10 +149,10 @@ class Handoff:
         try:
             return self._open_ticket(channel, user, text)
         except (sqlite3.Error, OSError) as e:
-            error_id = uuid.uuid4().hex[:8]
-            log.error("error %s opening a handoff ticket (%s: %s)", error_id, e.__class__.__name__, e)
+            error = error_id()
+            log.error("error %s opening a handoff ticket (%s: %s)", error, e.__class__.__name__, e)
             return Answer(text, "error", title="Gặp cán bộ",
-                          parts=[("", FAILED.format(hotline=self._hotline(), error_id=error_id))])
+                          parts=[("", FAILED.format(hotline=self._hotline(), error_id=error))])
 
     def _open_ticket(self, channel: str, user: str, text: str) -> Answer:
         key = self.log.user_key(channel, user)

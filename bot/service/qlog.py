@@ -149,7 +149,7 @@ class QuestionLog:
         text = self.mask(clean(question or ""))
         row = {
             "asked_at": stamp(self.clock()), "channel": channel, "user_key": self.user_key(channel, user),
-            "question": text, "folded": fold(text), "kind": answer.kind, "declined": int(answer.declined),
+            "question": text, "folded": fold(text), "kind": answer.kind, "declined": int(not answer.answered),
             "confidence": round(float(answer.confidence), 4), "entry_id": answer.entry_id,
             "title": answer.title or None,
             "top_entries": json.dumps([s.id for s in answer.sources], ensure_ascii=False),

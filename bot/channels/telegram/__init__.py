@@ -1,9 +1,9 @@
-"""The Telegram channel: python-telegram-bot in polling or webhook mode, rendering the desk's replies as HTML.
+"""The Telegram channel: python-telegram-bot in polling or webhook mode, sending the desk's replies as HTML.
 
-Rendering (`render_html`, `split_html`) is pure; `TelegramChannel` wires the desk into a python-telegram-bot
-`Application` (handlers, buttons, feedback, admin commands, error handler, flood control). `relay` carries
-handoff tickets to the staff group and staff replies back. Like every channel, it imports the engine, the
-service, `render` and the channel registry, never another channel.
+The HTML comes from `bot.channels.render` (`telegram_html`, cut by `split_html`); `TelegramChannel` wires the desk
+into a python-telegram-bot `Application` (handlers, buttons, feedback, admin commands, error handler, flood
+control). `relay` carries handoff tickets to the staff group and staff replies back. Like every channel, it imports
+the engine, the service, `render` and the channel registry, never another channel.
 """
 
 from __future__ import annotations
@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import html
 import logging
 import os
 import re
 import sys
 import time
-import uuid
 from collections import Counter, OrderedDict, deque
 from urllib.parse import urlparse
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatType, MessageEntityType, MessageLimit, ParseMode
+from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -35,8 +33,9 @@ from telegram.ext import (
 )
 
 from bot.channels import ChannelInfo
-from bot.channels.render import cite, short
+from bot.channels.render import escape, short, split_html, telegram_html
 from bot.config import Config
+from bot.engine.phrases import DEFAULT_HOTLINE, NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 
@@ -44,10 +43,7 @@ CHANNEL = ChannelInfo("telegram", "Telegram", "#229ED9", share=0.5, section="tel
 log = logging.getLogger("bot.telegram")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
-MESSAGE_LIMIT = MessageLimit.MAX_TEXT_LENGTH  # 4096
 CALLBACK_LIMIT = 64  # bytes of callback data
-DEFAULT_HOTLINE = {"name": "Tổng đài hỗ trợ Cổng Dịch vụ công quốc gia", "number": "18001096",
-                   "url": "https://dichvucong.gov.vn"}
 EXAMPLES = ("Làm thẻ căn cước cần giấy tờ gì?", "Đăng ký khai sinh ở đâu?", "Lệ phí đăng ký kết hôn bao nhiêu?",
             "dang ky thuong tru online the nao")
 WELCOME = ("Xin chào! Tôi là <b>Trợ lý cải cách hành chính</b>. Bạn hỏi tôi về thủ tục hành chính (khai sinh, "
@@ -58,123 +54,10 @@ HELP = ("Bạn cứ gõ câu hỏi bằng tiếng Việt, có dấu hay không d
         "thủ tục đó, hoặc gõ “còn lệ phí thì sao?”. Bấm 👍 / 👎 để cho chúng tôi biết câu trả lời có giúp được "
         "bạn không.\n\nLệnh: /help — hướng dẫn, /lienhe — đường dây nóng và cổng dịch vụ công.\n"
         "Trong nhóm, hãy nhắc đến tôi (@{username}) hoặc trả lời tin nhắn của tôi.")
-NON_TEXT = ("Xin lỗi, tôi chỉ đọc được tin nhắn chữ. Bạn vui lòng gõ câu hỏi về thủ tục hành chính, "
-            "ví dụ: “Làm thẻ căn cước cần giấy tờ gì?”")
 CAPTION_NOTE = "Tôi chỉ đọc được chữ nên trả lời theo phần chú thích của bạn."
 EDITED_NOTE = "Bạn vừa sửa tin nhắn; đây là câu trả lời theo nội dung mới."
-ERROR_TEXT = ("Xin lỗi, hệ thống đang gặp sự cố nên chưa trả lời được tin nhắn của bạn. Bạn vui lòng thử lại sau, "
-              "hoặc gọi {name} {number}. (mã lỗi {error_id})")
 OLD_BUTTON = "Nút này đã cũ. Bạn vui lòng gõ lại câu hỏi nhé."
 THANKS_FEEDBACK = "Cảm ơn bạn đã góp ý!"
-
-
-# --- rendering (pure) -------------------------------------------------------------------------------------------
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-_BOLD = re.compile(r"(\*\*|__)([^\n]+?)\1")
-_LINK = re.compile(r"\[([^\]\n<]+)\]\((https?://[^)\s\"<]+)\)")
-_BULLET = re.compile(r"^[-*] ", re.M)
-
-
-def knowledge_html(text: str) -> str:
-    """Knowledge text (light Markdown) as Telegram HTML: everything escaped first, then bold, links and bullets."""
-    text = _e(text)
-    text = _BOLD.sub(r"<b>\2</b>", text)
-    text = _LINK.sub(lambda m: f'<a href="{m.group(2).replace(chr(34), "&quot;")}">{m.group(1)}</a>', text)
-    return _BULLET.sub("• ", text)
-
-
-def render_html(reply: Reply) -> str:
-    """A desk reply as Telegram HTML: notes, title, parts, suggestions and sources with dates; all text escaped."""
-    answer = reply.answer
-    blocks = [f"<i>{_e(note)}</i>" for note in reply.notes]
-    if answer.title:
-        blocks.append(f"<b>{_e(answer.title)}</b>")
-    for heading, text in answer.parts:
-        blocks.append(f"<b>{_e(heading)}:</b>\n{knowledge_html(text)}" if heading else knowledge_html(text))
-    if answer.suggestions:
-        blocks.append(f"<b>{_e(answer.suggestions_label)}</b>\n" + "\n".join(f"• {_e(s)}" for s in answer.suggestions))
-    if answer.sources:
-        lines = []
-        for source in answer.sources:
-            dated = _e(cite(source)[len(source.title):])
-            title = _e(source.title)
-            if source.url.startswith(("http://", "https://")):
-                title = f'<a href="{html.escape(source.url, quote=True)}">{title}</a>'
-            lines.append(f"• {title}{dated}")
-        blocks.append("<b>Nguồn:</b>\n" + "\n".join(lines))
-    return "\n\n".join(b for b in blocks if b.strip())
-
-
-_TOKEN = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>|&#?\w+;|\n|[ \t]+|[^<&\s]+|[<&]")
-
-
-def split_html(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Cut HTML into messages of at most `limit` characters at a line (else a word) boundary, never inside a tag or
-    an entity; elements open at a cut are closed before it and opened again after it."""
-    if len(text) <= limit:
-        return [text] if text.strip() else []
-    tokens: list[str] = []
-    stacks: list[tuple[tuple[str, str], ...]] = []  # elements open after each token: (name, opening tag)
-    stack: tuple[tuple[str, str], ...] = ()
-    for m in _TOKEN.finditer(text):
-        token = m.group(0)
-        if m.group(2) and not token.endswith("/>"):
-            if m.group(1):
-                names = [name for name, _ in stack]
-                if m.group(2) in names:
-                    stack = stack[: len(names) - 1 - names[::-1].index(m.group(2))]
-            else:
-                stack = (*stack, (m.group(2), token))
-        pieces = [token] if len(token) <= limit // 4 or token.startswith("<") else [
-            token[i:i + limit // 4] for i in range(0, len(token), limit // 4)]
-        for piece in pieces:
-            tokens.append(piece)
-            stacks.append(stack)
-
-    def closing(open_: tuple[tuple[str, str], ...]) -> str:
-        return "".join(f"</{name}>" for name, _ in reversed(open_))
-
-    chunks: list[str] = []
-    start, open_at_start = 0, ()  # type: int, tuple[tuple[str, str], ...]
-    while start < len(tokens):
-        prefix = "".join(tag for _, tag in open_at_start)
-        size, end = len(prefix), start
-        newline = space = -1  # the last line and word boundaries that fit, and the size before them
-        newline_at = 0
-        while end < len(tokens):
-            if tokens[end] == "\n":
-                newline, newline_at = end, size
-            elif tokens[end].isspace():
-                space = end
-            if size + len(tokens[end]) + len(closing(stacks[end])) > limit:
-                break
-            size += len(tokens[end])
-            end += 1
-        if end == len(tokens):
-            cut, resume = end, end
-        elif newline > start and newline_at * 2 >= limit:  # a line boundary in the second half of the message
-            cut, resume = newline, newline + 1
-        elif space > start:
-            cut, resume = space, space + 1
-        elif newline > start:
-            cut, resume = newline, newline + 1
-        else:  # one word longer than a message: cut it
-            cut = resume = max(end, start + 1)
-        open_at_cut = stacks[cut - 1] if cut > 0 else ()
-        chunk = (prefix + "".join(tokens[start:cut]) + closing(open_at_cut)).strip()
-        if html_visible(chunk).strip():
-            chunks.append(chunk)
-        start, open_at_start = resume, open_at_cut
-    return chunks
-
-
-def html_visible(text: str) -> str:
-    """What a reader sees of Telegram HTML (tags removed, entities decoded)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 # --- the channel ------------------------------------------------------------------------------------------------
@@ -308,7 +191,7 @@ class TelegramChannel:
         reply.notes[:0] = list(notes)
         message = update.effective_message if update.callback_query is None else None
         reply_to = message.message_id if message is not None and chat.type != ChatType.PRIVATE else None
-        await self.send(context.bot, chat.id, render_html(reply), self.keyboard(reply), reply_to)
+        await self.send(context.bot, chat.id, telegram_html(reply), self.keyboard(reply), reply_to)
 
     # --- handlers ---
     def _addressed(self, message: Message, bot_id: int, username: str) -> str | None:
@@ -347,11 +230,7 @@ class TelegramChannel:
             await self.answer(update, context, self._addressed(message, context.bot.id, context.bot.username) or "",
                               (CAPTION_NOTE,))
             return
-        await self.send(context.bot, message.chat_id, _e(NON_TEXT))
-
-    def _hotline(self) -> dict:
-        data = self.desk.assistant.data
-        return (data.hotline if data is not None and data.hotline else None) or DEFAULT_HOTLINE
+        await self.send(context.bot, message.chat_id, escape(NON_TEXT))
 
     async def on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/start: who the bot is, with examples."""
@@ -362,22 +241,22 @@ class TelegramChannel:
         message = update.effective_message
         if message is None:
             return
-        examples = "\n".join(f"• {_e(x)}" for x in EXAMPLES)
+        examples = "\n".join(f"• {escape(x)}" for x in EXAMPLES)
         markup = InlineKeyboardMarkup([[InlineKeyboardButton(x, callback_data=self.button_data(x))]
                                        for x in EXAMPLES[:3]])
         await self.send(context.bot, message.chat_id,
-                        first + HELP.format(examples=examples, username=_e(context.bot.username)), markup)
+                        first + HELP.format(examples=examples, username=escape(context.bot.username)), markup)
 
     async def on_contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/lienhe: the official hotline and portals."""
         message = update.effective_message
         if message is None:
             return
-        hotline = self._hotline()
+        hotline = self.desk.assistant.hotline
         data = self.desk.assistant.data
         links = [x for x in (data.links if data is not None else []) if x.get("default")]
-        text = (f"<b>Đường dây nóng:</b> {_e(hotline['name'])} — {_e(str(hotline['number']))}\n"
-                f"<b>Cổng dịch vụ công:</b> {_e(hotline.get('url', DEFAULT_HOTLINE['url']))}")
+        text = (f"<b>Đường dây nóng:</b> {escape(hotline['name'])} — {escape(str(hotline['number']))}\n"
+                f"<b>Cổng dịch vụ công:</b> {escape(hotline.get('url') or DEFAULT_HOTLINE['url'])}")
         buttons = [[InlineKeyboardButton(short(f"🌐 {x['title']}"), url=x["url"])] for x in links
                    if str(x.get("url", "")).startswith(("http://", "https://"))]
         await self.send(context.bot, message.chat_id, text, InlineKeyboardMarkup(buttons) if buttons else None)
@@ -396,11 +275,11 @@ class TelegramChannel:
         hours = (time.time() - self.started) / 3600
         kinds = ", ".join(f"{k} {n}" for k, n in self.kinds.most_common()) or "chưa có"
         text = (f"<b>Thống kê từ khi khởi động</b> ({hours:.1f} giờ)\n"
-                f"Câu hỏi: {sum(self.kinds.values())} ({_e(kinds)})\n"
+                f"Câu hỏi: {sum(self.kinds.values())} ({escape(kinds)})\n"
                 f"Cuộc trò chuyện: {len(self.chats)}\n"
                 f"Thời gian trả lời p95: {p95 * 1000:.0f} ms\n"
                 f"Lỗi: {self.errors}\n"
-                f"Chỉ mục: {_e(data.version if data else 'chưa nạp')}, {len(data.entries) if data else 0} mục")
+                f"Chỉ mục: {escape(data.version if data else 'chưa nạp')}, {len(data.entries) if data else 0} mục")
         await self.send(context.bot, update.effective_chat.id if update.effective_chat else 0, text)
 
     async def on_reload(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -413,13 +292,13 @@ class TelegramChannel:
             await self.desk.acall(self.desk.assistant.refresh)
         except Exception as e:  # a broken index: keep serving the old one, tell the admin why
             log.exception("reload failed")
-            text = f"Không nạp được chỉ mục mới: {_e(str(e))}. Bot vẫn dùng chỉ mục cũ."
+            text = f"Không nạp được chỉ mục mới: {escape(str(e))}. Bot vẫn dùng chỉ mục cũ."
         else:
             data = self.desk.assistant.data
             after = data.version if data else None
             count = len(data.entries) if data else 0
-            text = (f"Đã nạp chỉ mục mới {_e(str(after))} ({count} mục), thay cho {_e(str(before))}."
-                    if after != before else f"Chỉ mục {_e(str(after))} ({count} mục) đã là bản mới nhất.")
+            text = (f"Đã nạp chỉ mục mới {escape(str(after))} ({count} mục), thay cho {escape(str(before))}."
+                    if after != before else f"Chỉ mục {escape(str(after))} ({count} mục) đã là bản mới nhất.")
         await self.send(context.bot, update.effective_chat.id if update.effective_chat else 0, text)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -458,18 +337,17 @@ class TelegramChannel:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the error with an id; the citizen gets an apology with the hotline and that id."""
-        error_id = uuid.uuid4().hex[:8]
+        error = error_id()
         self.errors += 1
-        log.error("error %s handling update %s", error_id,
+        log.error("error %s handling update %s", error,
                   update.update_id if isinstance(update, Update) else None, exc_info=context.error)
         if not isinstance(update, Update) or update.effective_chat is None:
             return
-        text = ERROR_TEXT.format(error_id=error_id, **{k: _e(str(v)) for k, v in self._hotline().items()
-                                                       if k in ("name", "number")})
+        text = escape(apology(self.desk.assistant.hotline, error))
         try:
             await self.send(context.bot, update.effective_chat.id, text)
         except TelegramError:
-            log.exception("could not send the apology for error %s", error_id)
+            log.exception("could not send the apology for error %s", error)
 
 
 # --- running ----------------------------------------------------------------------------------------------------
