@@ -17,6 +17,7 @@ the exit code is 1, and the index already serving stays as it is.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--import-portal", metavar="DIR", help="procedure records (<agency>/<code>.json) to import first")
     parser.add_argument("--lists", metavar="DIR", help="the portal's XLSX procedure lists, used with --import-portal")
+    parser.add_argument("--source-date", metavar="YYYY-MM-DD", type=dt.date.fromisoformat,
+                        help="with --import-portal: the date of the records (crawl or export), cited with them")
     parser.add_argument("--import-names", metavar="FAQ_TSV",
                         help="the portal FAQ file (codes, procedure names, ministry) to import names from")
     parser.add_argument("--import-only", action="store_true", help="with --import-portal/--import-names: import, do not build")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         from bot.importers.portal import import_portal
 
         report = import_portal(Path(args.import_portal), cfg.portal_dir, Path(args.lists) if args.lists else None,
+                               args.source_date,
                                progress=not args.quiet and sys.stderr.isatty())
         print(report.summary())
     if args.import_names:

@@ -221,7 +221,7 @@ def test_entry_front_matter_and_sections(tmp_path):
     assert [p for p in problems if not p.warning] == [] and entry is not None
     assert entry.id == "tthc-1-002010" and entry.codes == ["1.002010"]
     assert entry.meta["nhap_tu"] == "bo-tu-phap/1.002010.json"
-    assert entry.meta["nop_truc_tuyen"] == "dvcqg" and entry.meta["ngay_kiem_tra"] == "2026-11-21"
+    assert entry.meta["nop_truc_tuyen"] == "dvcqg" and entry.meta["ngay_du_lieu"] == "2026-11-21"
     assert entry.meta["co_quan_thuc_hien"] == "Sở Tư pháp"
     assert "dành cho: Tổ chức (không bao gồm doanh nghiệp, HTX)" in entry.summary
     assert [s.heading for s in entry.sections] == ["Đối tượng, điều kiện", "Thành phần hồ sơ", "Trình tự thực hiện",
@@ -264,7 +264,7 @@ def _links_dir(tmp_path: Path) -> Path:
 
 
 def _errors(tmp_path: Path, dest: Path) -> list[str]:
-    kb = load_knowledge([_links_dir(tmp_path), dest], today=TODAY)
+    kb = load_knowledge([_links_dir(tmp_path), dest], source_date=TODAY)
     return [str(p) for p in kb.errors]
 
 
@@ -277,7 +277,7 @@ def src(tmp_path) -> Path:
 
 def test_import_writes_good_records_and_reports_bad_ones(tmp_path, src):
     dest = tmp_path / "portal"
-    report = import_portal(src, dest, today=TODAY)
+    report = import_portal(src, dest, source_date=TODAY)
     assert (report.read, report.written, report.unchanged, report.removed, report.bad) == (8, 4, 0, 0, 4)
     bad = "\n".join(report.bad_records)
     assert "loi/1.900001.json: JSON hỏng" in bad
@@ -292,26 +292,22 @@ def test_import_writes_good_records_and_reports_bad_ones(tmp_path, src):
 
 def test_reimport_changes_nothing_and_one_change_rewrites_one_file(tmp_path, src):
     dest = tmp_path / "portal"
-    import_portal(src, dest, today=TODAY)
+    import_portal(src, dest, source_date=TODAY)
     files = sorted((dest / "thu-tuc").glob("*.md"))
     past = time.time() - 1000
     for f in files:
         os.utime(f, (past, past))
     before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
 
-    again = import_portal(src, dest, today=TODAY)
+    again = import_portal(src, dest, source_date=TODAY)
     assert (again.written, again.unchanged, again.removed) == (0, 4, 0)
-    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before
-
-    later = import_portal(src, dest, today=TODAY + dt.timedelta(days=30))  # the check date alone: no rewrite
-    assert later.written == 0
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before
 
     record_path = src / "ngan-hang-nha-nuoc" / "1.000875.json"
     record = json.loads(record_path.read_text(encoding="utf-8"))
     record["co_quan_thuc_hien"] = "Ngân hàng Nhà nước Khu vực 1"
     record_path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    changed = import_portal(src, dest, today=TODAY)
+    changed = import_portal(src, dest, source_date=TODAY)
     assert (changed.written, changed.unchanged) == (1, 3)
     after = {f.name: f.stat().st_mtime_ns for f in files}
     assert [n for n in after if after[n] != before[n][0]] == ["tthc-1-000875.md"]
@@ -319,30 +315,44 @@ def test_reimport_changes_nothing_and_one_change_rewrites_one_file(tmp_path, src
     assert not list((dest / "thu-tuc").glob(".*"))  # no temporary files left behind
 
 
-def test_old_check_date_is_refreshed(tmp_path, src):
+def test_an_imported_record_carries_the_data_date_never_the_import_date(tmp_path, src):
+    from bot.channels.render import cite
+    from bot.engine.answer import _source
+    from bot.engine.index import Record
+
     dest = tmp_path / "portal"
-    import_portal(src, dest, today=TODAY)
-    report = import_portal(src, dest, today=TODAY + dt.timedelta(days=200))
+    import_portal(src, dest)  # no date of the data given
+    text = (dest / "thu-tuc/tthc-1-002010.md").read_text()
+    assert "ngay_kiem_tra" not in text and "ngay_du_lieu" not in text
+    kb = load_knowledge([_links_dir(tmp_path), dest], today=TODAY)
+    assert not kb.errors, kb.errors
+    entry = kb.entries["tthc-1-002010"]
+    record = Record(entry.id, entry.kind, entry.path, entry.meta, entry.summary, entry.sections)
+    assert cite(_source(record, 1.0)).endswith("(theo dữ liệu Cổng Dịch vụ công quốc gia)")
+    report = import_portal(src, dest, source_date=dt.date(2026, 3, 15))  # the crawl's date, when known
     assert report.written == 4
-    assert "ngay_kiem_tra: 2027-06-09" in (dest / "thu-tuc/tthc-1-002010.md").read_text()
+    kb = load_knowledge([_links_dir(tmp_path), dest], today=TODAY)
+    entry = kb.entries["tthc-1-002010"]
+    record = Record(entry.id, entry.kind, entry.path, entry.meta, entry.summary, entry.sections)
+    assert cite(_source(record, 1.0)).endswith("(theo dữ liệu Cổng Dịch vụ công quốc gia, ngày 15/03/2026)")
 
 
 def test_removed_record_removes_its_entry_only(tmp_path, src):
     dest = tmp_path / "portal"
-    import_portal(src, dest, today=TODAY)
+    import_portal(src, dest, source_date=TODAY)
     curated = dest / "thu-tuc" / "tthc-9-999999.md"
     curated.write_text("---\nid: tthc-9-999999\nloai: thu-tuc\n---\n", encoding="utf-8")  # not ours: kept
     (src / "bo-tu-phap" / "1.002010.json").unlink()
-    report = import_portal(src, dest, today=TODAY)
+    report = import_portal(src, dest, source_date=TODAY)
     assert (report.removed, report.written, report.unchanged) == (1, 0, 3)
     assert not (dest / "thu-tuc" / "tthc-1-002010.md").exists() and curated.exists()
 
 
 def test_record_that_turns_bad_keeps_its_entry(tmp_path, src):
     dest = tmp_path / "portal"
-    import_portal(src, dest, today=TODAY)
+    import_portal(src, dest, source_date=TODAY)
     (src / "bo-tu-phap" / "1.002010.json").write_text('{"ma_thu_tuc": "1.002010",', encoding="utf-8")
-    report = import_portal(src, dest, today=TODAY)
+    report = import_portal(src, dest, source_date=TODAY)
     assert report.removed == 0 and (dest / "thu-tuc" / "tthc-1-002010.md").exists()
     assert any(m.startswith("bo-tu-phap/1.002010.json: JSON hỏng") for m in report.bad_records)
 
@@ -365,7 +375,7 @@ def test_lists_fill_missing_body_and_count_codes_without_records(tmp_path, src):
     lists.mkdir()
     wb.save(lists / "danh-sach.xlsx")
     dest = tmp_path / "portal"
-    report = import_portal(src, dest, lists=lists, today=TODAY)
+    report = import_portal(src, dest, lists=lists, source_date=TODAY)
     assert report.missing_from_records == 1 and report.stats.bodies_from_lists == 1
     text = (dest / "thu-tuc" / "tthc-1-002010.md").read_text(encoding="utf-8")
     assert "co_quan_thuc_hien: Sở Tư Pháp, Sở Tư pháp" in text and "cơ quan ban hành: Bộ Tư pháp" in text
@@ -376,7 +386,7 @@ def test_lists_fill_missing_body_and_count_codes_without_records(tmp_path, src):
 def test_full_real_import(tmp_path):
     dest = tmp_path / "portal"
     started = time.perf_counter()
-    report = import_portal(SHARED_DATA / "procedures", dest, lists=SHARED_DATA / "procedure-lists", today=TODAY)
+    report = import_portal(SHARED_DATA / "procedures", dest, lists=SHARED_DATA / "procedure-lists", source_date=TODAY)
     elapsed = time.perf_counter() - started
     assert report.read == 2642 and report.entries >= 2600
     # 17 records hold another procedure's page (raw_text names code 1.014023 or 3.000579)
@@ -387,5 +397,5 @@ def test_full_real_import(tmp_path):
     assert _errors(tmp_path, dest) == []
     assert report.stats.channels_split / report.entries > 0.9
     assert report.stats.documents_split / report.entries > 0.9
-    again = import_portal(SHARED_DATA / "procedures", dest, lists=SHARED_DATA / "procedure-lists", today=TODAY)
+    again = import_portal(SHARED_DATA / "procedures", dest, lists=SHARED_DATA / "procedure-lists", source_date=TODAY)
     assert again.written == 0 and again.unchanged == report.entries

@@ -39,8 +39,15 @@ def format_date(iso: str) -> str:
     return "/".join(reversed(parts)) if len(parts) == 3 else iso
 
 
+PORTAL_DATA = "theo dữ liệu Cổng Dịch vụ công quốc gia"
+
+
 def cite(source: Source) -> str:
-    """'Title (kiểm tra ngày 21/11/2026)'; a date known only by its year reads 'ban hành năm 2025'."""
+    """'Title (kiểm tra ngày 21/11/2026)'; a date known only by its year reads 'ban hành năm 2025'; an imported record
+    reads 'theo dữ liệu Cổng Dịch vụ công quốc gia' (with the data's date when the import was given it), never the
+    day it was imported as if someone had checked it then."""
+    if source.imported:
+        return f"{source.title} ({PORTAL_DATA}" + (f", ngày {format_date(source.date)})" if source.date else ")")
     if len(source.date) == 4:
         return f"{source.title} ({DATE_LABELS.get(source.kind, 'ngày').replace('ngày', 'năm')} {source.date})"
     if source.date:

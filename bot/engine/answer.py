@@ -41,6 +41,7 @@ class Source:
     url: str
     score: float
     topics: list[str]
+    imported: bool = False  # from the national portal's records: cited as its data, with the data's date if known
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _sections(entry: Record) -> dict[str, str]:
 
 def _source(entry: Record, score: float) -> Source:
     return Source(entry.id, _title_with_date(entry), entry.kind, entry.date, entry.source_url, round(score, 4),
-                  entry.topics)
+                  entry.topics, entry.imported)
 
 
 def _links(entry: Record, defaults: Sequence[Link]) -> list[Link]:

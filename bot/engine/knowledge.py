@@ -44,9 +44,10 @@ FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
         "co_quan_thuc_hien": (True, "text"),
         "nop_truc_tuyen": (False, "link"),
         "nguon": (True, "url"),
-        "ngay_kiem_tra": (True, "date"),
+        "ngay_kiem_tra": (True, "date"),  # not for imported records: nobody checked them, they carry ngay_du_lieu
         "tu_khoa": (False, "list"),
         "nhap_tu": (False, "text"),
+        "ngay_du_lieu": (False, "date"),  # an imported record: the date of the portal data it came from, if known
     },
     "topic": {
         "tieu_de": (True, "text"),
@@ -150,6 +151,8 @@ class Entry:
     @property
     def date(self) -> str:
         """The date to cite: checked, issued or updated."""
+        if self.imported:  # the portal data's date (when the import was told it), never the day of the import
+            return self.text("ngay_du_lieu")
         return self.text("ngay_kiem_tra") or self.text("ngay_ban_hanh") or self.text("ngay_cap_nhat")
 
     @property
@@ -491,6 +494,8 @@ def _check_fields(kind: str, rel: str, meta: Meta, lines: dict[str, int]) -> lis
         for line, message, fix in _check_field(kind, key, value, lines[key]):
             out.append(Problem(rel, line, message, fix))
     for key, (required, _) in schema.items():
+        if key == "ngay_kiem_tra" and "nhap_tu" in meta:
+            continue  # an imported record was not checked by staff: it carries the data's own date, if any
         if required and key not in meta:
             out.append(Problem(rel, 1, f"thiếu trường '{key}'",
                                f"thêm dòng '{key}: ...' vào phần khai báo (xem knowledge/mau/{loai}.md)"))

@@ -6,7 +6,7 @@ the text allows it without guessing; where a split is not sure, the entry keeps 
 a wrong fee or deadline is worse than an unformatted one. Nothing is invented: every sentence of a generated
 entry is either the portal's text or a fixed phrase saying what the portal does (not) give.
 
-    python -m bot.importers.portal SRC DEST [--lists FOLDER] [--date 2026-01-31]
+    python -m bot.importers.portal SRC DEST [--lists FOLDER] [--source-date 2026-01-31]
 
 `parse` reads a record's cells (channels, documents, legal basis, results, conditions, the crawler's field
 shifts), `tables` reads the official XLSX procedure lists, `write` turns a record into an entry file and runs the

@@ -26,7 +26,6 @@ from bot.engine.knowledge import (
     LUU_Y,
     NOI_NOP,
     PHI,
-    STALE_AFTER_DAYS,
     THOI_HAN,
     TRINH_TU,
     TRUC_TUYEN,
@@ -59,7 +58,6 @@ FOLDER = "thu-tuc"
 PORTAL_URL = "https://dichvucong.gov.vn"
 # An unchanged entry keeps its old check date; past this age a re-import refreshes it anyway, so imported
 # entries never reach the validator's "older than a year" warning while their text stays the same.
-REFRESH_AFTER_DAYS = STALE_AFTER_DAYS // 2
 
 
 # --------------------------------------------------------------------------- entries
@@ -232,9 +230,10 @@ def _render_legal(text: str, url: str, stats: Stats, rel: str) -> str:
     return f"Căn cứ pháp lý trên Cổng (nguyên văn, chưa tách được tên và số hiệu văn bản):\n\n{clean(body)}"
 
 
-def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: ListRow | None = None,
+def record_to_entry(record: dict[str, str], rel: str, source_date: dt.date | None = None, listed: ListRow | None = None,
                     stats: Stats | None = None) -> str:
-    """The knowledge file text for one portal record (already checked to have a code and a name)."""
+    """The knowledge file text for one portal record (already checked to have a code and a name). `source_date` is
+    the date of the portal data (its crawl or export), when known; the day of the import is never written."""
     stats = stats if stats is not None else Stats()
     record, fixed = repair_record(record)
     if fixed:
@@ -264,7 +263,10 @@ def record_to_entry(record: dict[str, str], rel: str, today: dt.date, listed: Li
     ]
     if online:
         meta.append(("nop_truc_tuyen", "dvcqg"))
-    meta += [("nguon", yaml_value(url)), ("ngay_kiem_tra", today.isoformat()), ("nhap_tu", yaml_value(rel))]
+    meta.append(("nguon", yaml_value(url)))
+    if source_date is not None:
+        meta.append(("ngay_du_lieu", source_date.isoformat()))
+    meta.append(("nhap_tu", yaml_value(rel)))
     out = ["---", *(f"{k}: {v}" for k, v in meta), "---", "", markdown_safe(summary), ""]
     for heading, text in sections:
         out += [f"## {heading}", "", markdown_safe(text.strip()), ""]
@@ -403,26 +405,14 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def _write_if_changed(path: Path, text: str, today: dt.date) -> bool:
-    """Write `text` unless the file already holds it (a different check date alone does not count, until the
-    old date is REFRESH_AFTER_DAYS old). Writes through a temporary file and os.replace."""
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file already holds it, through a temporary file and os.replace."""
     data = text.encode("utf-8")
     try:
-        old = path.read_bytes()
-    except FileNotFoundError:
-        old = None
-    if old is not None:
-        if old == data:
+        if path.read_bytes() == data:
             return False
-        date_re = re.compile(rb"^ngay_kiem_tra: (\d{4}-\d{2}-\d{2})$", re.M)
-        m = date_re.search(old)
-        if m and date_re.sub(b"ngay_kiem_tra: X", old, 1) == date_re.sub(b"ngay_kiem_tra: X", data, 1):
-            try:
-                age = (today - dt.date.fromisoformat(m.group(1).decode())).days
-            except ValueError:
-                age = REFRESH_AFTER_DAYS + 1
-            if 0 <= age <= REFRESH_AFTER_DAYS:
-                return False
+    except FileNotFoundError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
@@ -460,7 +450,7 @@ def _read_record(path: Path, rel: str) -> tuple[dict[str, str] | None, str]:
     return check_record(data, rel)
 
 
-def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.date | None = None,
+def import_portal(src: Path, dest: Path, lists: Path | None = None, source_date: dt.date | None = None,
                   progress: bool = False) -> ImportReport:
     """Turn every `<agency>/<code>.json` record under `src` into `dest/thu-tuc/tthc-<code>.md`.
 
@@ -469,7 +459,6 @@ def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.da
     """
     started = time.perf_counter()
     src, dest = Path(src), Path(dest)
-    today = today or dt.date.today()
     report = ImportReport()
     listed: dict[str, ListRow] = {}
     if lists is not None:
@@ -505,9 +494,9 @@ def import_portal(src: Path, dest: Path, lists: Path | None = None, today: dt.da
             continue
         seen[code] = rel
         ident = entry_id(code)
-        text = record_to_entry(record, rel, today, listed.get(code), report.stats)
+        text = record_to_entry(record, rel, source_date, listed.get(code), report.stats)
         produced.add(ident)
-        if _write_if_changed(out_dir / f"{ident}.md", text, today):
+        if _write_if_changed(out_dir / f"{ident}.md", text):
             report.written += 1
         else:
             report.unchanged += 1
