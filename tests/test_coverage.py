@@ -7,6 +7,7 @@ import pytest
 
 from bot.channels.render import to_json, to_text
 from bot.engine.assistant import Assistant
+from bot.engine.features import ListingRule
 from bot.engine.index import build_index, open_index
 from bot.engine.knowledge import LISTINGS_FILE, load_knowledge
 from bot.importers.names import import_names, name_key
@@ -71,6 +72,7 @@ def _judging(assistant):
     names, _, _ = retriever.coverage_weights
     weights = tuple(-20.0 if n == "listing_words_margin" else 10.0 if n == "name_coverage" else 0.0 for n in names)
     retriever.coverage_weights, retriever.covered_below = (names, weights, -5.0), 0.5
+    retriever.listing_rule = ListingRule(dense_margin=0.0, words_margin=0.1, words=0.6)
     retriever.confidence_weights = (0.0,) * (len(retriever.confidence_weights) - 1) + (10.0,)
 
 
