@@ -131,7 +131,7 @@ class DenseEvidence:
             question = sentences[-1] if len(sentences) > 1 else question
         key = f"{last_sentence}\0{question}"
         if key not in self._vectors:
-            self._vectors[key] = self.r.encoder.encode([self.r.dense_text(question)[0]], role="query")[0]
+            self._vectors[key] = self.r.encoder.encode([self.r.analyse(question).dense_text], role="query")[0]
         return self._vectors[key]
 
     def passages(self, entry_id: str) -> np.ndarray:

@@ -40,6 +40,11 @@ class AnswerSettings:
     max_chars: int = 1000  # longer messages are answered from their beginning, with a note
     rate_count: int = 20  # per citizen: at most rate_count questions per rate_seconds (0: no limit)
     rate_seconds: int = 60
+    workers: int = 8  # questions answered side by side (threads sharing one encoder); 1: one at a time
+    batch_size: int = 16  # at most this many questions encoded in one batch; 1: each encoded on its own
+    batch_window_ms: float = 2.0  # after the first question, the encoder waits this long for more
+    max_wait_s: float = 10.0  # a question whose expected wait is longer gets the busy reply at once
+    queue: int = 1000  # questions admitted (waiting or being answered) at most; the next get the busy reply
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class WebSettings:
     port: int = 8080
     max_body: int = 16384  # bytes of one API request (a longer question is refused with 413)
     frame_ancestors: str = "*"  # CSP frame-ancestors: the portals allowed to embed the chat in an iframe
+    ip_rate_count: int = 120  # /api/ask: at most this many questions per ip_rate_seconds from one address (0: off)
+    ip_rate_seconds: int = 60
+    trusted_proxies: tuple[str, ...] = ()  # addresses (or networks) whose X-Forwarded-For names the client
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,14 @@ def _coerce(section: str, key: str, default: Any, value: Any, where: str) -> Any
             return int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be text, got {value!r}")
     return value

@@ -264,7 +264,7 @@ def _links_dir(tmp_path: Path) -> Path:
 
 
 def _errors(tmp_path: Path, dest: Path) -> list[str]:
-    kb = load_knowledge([_links_dir(tmp_path), dest], source_date=TODAY)
+    kb = load_knowledge([_links_dir(tmp_path), dest], today=TODAY)
     return [str(p) for p in kb.errors]
 
 

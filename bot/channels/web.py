@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from bot.config import Config
-from bot.service.desk import Desk, Reply
+from bot.engine.answer import Answer
+from bot.engine.phrases import BUSY
+from bot.service.desk import Desk, RateLimit, Reply
 
 from . import ChannelInfo, registry
 from .render import cite, to_json
@@ -22,6 +26,7 @@ STATIC = Path(__file__).parent / "static"
 USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DESK = web.AppKey("desk", Desk)
 CONFIG = web.AppKey("config", Config)
+IP_RATE = web.AppKey("ip_rate", RateLimit)
 BAD_JSON = "Nội dung gửi lên không phải JSON hợp lệ. Hãy gửi {\"question\": \"câu hỏi của bạn\"}."
 NO_QUESTION = "Thiếu câu hỏi: hãy gửi {\"question\": \"câu hỏi của bạn\"} (question là chuỗi chữ)."
 TOO_LARGE = "Yêu cầu quá lớn (tối đa {limit} byte). Bạn hãy hỏi ngắn gọn hơn."
@@ -58,12 +63,56 @@ def reply_json(reply: Reply) -> dict:
         "notes": reply.notes,
         "follow_ups": [{"label": label, "question": question} for label, question in reply.follow_ups],
         "limited": reply.limited,
+        "busy": reply.busy,
     }
 
 
+def client_address(request: web.Request, trusted: Sequence[str]) -> str:
+    """The citizen's address: the peer's, or, when the peer is a trusted proxy, the last address in
+    X-Forwarded-For that is not one of the trusted proxies (the ones before it could be forged by the client)."""
+    peer = request.remote or "unknown"
+    networks = _networks(tuple(trusted))
+    if not networks or not _within(peer, networks):
+        return peer
+    forwarded = [a.strip() for h in request.headers.getall("X-Forwarded-For", []) for a in h.split(",") if a.strip()]
+    for address in reversed(forwarded):
+        if not _within(address, networks):
+            return address
+    return forwarded[0] if forwarded else peer
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+def _within(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+def _json(data: dict, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda x: json.dumps(x, ensure_ascii=False))
+
+
 async def ask(request: web.Request) -> web.Response:
-    """POST /api/ask {"question": "...", "user": "<random id kept by the page>"} → the answer as JSON."""
-    data = await _read_json(request, request.app[CONFIG].web.max_body)
+    """POST /api/ask {"question": "...", "user": "<random id kept by the page>"} → the answer as JSON.
+
+    Over the per-address limit: 429; too busy to answer in time: 503. Both with Retry-After and the reply's text
+    under "error", and neither takes a place in the answer queue.
+    """
+    cfg = request.app[CONFIG]
+    address = client_address(request, cfg.web.trusted_proxies)
+    wait = request.app[IP_RATE].wait(address)
+    if wait > 0:
+        seconds = max(1, round(wait))
+        reply = Reply(Answer("", "limited", parts=[("", BUSY.format(seconds=seconds))]), limited=True,
+                      retry_after=seconds)
+        return _refused(reply, 429)
+    data = await _read_json(request, cfg.web.max_body)
     if isinstance(data, web.Response):
         return data
     question = data.get("question")
@@ -71,9 +120,17 @@ async def ask(request: web.Request) -> web.Response:
         return _error(400, NO_QUESTION)
     user = data.get("user")
     if not isinstance(user, str) or not USER_ID.match(user):
-        user = f"ip-{request.remote or 'unknown'}"
+        user = f"ip-{address}"
     reply = await request.app[DESK].aask("web", user, question)
-    return web.json_response(reply_json(reply), dumps=lambda x: json.dumps(x, ensure_ascii=False))
+    if reply.busy or reply.limited:
+        return _refused(reply, 503 if reply.busy else 429)
+    return _json(reply_json(reply))
+
+
+def _refused(reply: Reply, status: int) -> web.Response:
+    """429 (too fast) or 503 (too busy): the reply as JSON, its text also under "error", and Retry-After."""
+    data = reply_json(reply)
+    return _json({**data, "error": data["answer"]}, status, {"Retry-After": str(max(1, reply.retry_after))})
 
 
 async def feedback(request: web.Request) -> web.Response:
@@ -139,6 +196,7 @@ def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> w
     """The server: a health check, then every registered channel's routes (web chat and JSON API, Zalo webhook)."""
     app = web.Application(client_max_size=cfg.web.max_body, middlewares=[headers])
     app[DESK], app[CONFIG] = desk, cfg
+    app[IP_RATE] = RateLimit(cfg.web.ip_rate_count, cfg.web.ip_rate_seconds)
     app.router.add_get("/healthz", healthz)
     for channel in registry().values():
         if channel.mount is not None:

@@ -54,10 +54,12 @@ class Link:
 
 # What an answer is, each kind made in one place: "answer" (from the knowledge base), "decline" (nothing found sure
 # enough: `decline`), "greeting", "thanks" and "empty" (`compose_answer`, before any search), "error" (a fault:
-# `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "handoff" (a ticket for staff opened),
+# `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "busy" (too many citizens at once, not
+# queued: the desk), "handoff" (a ticket for staff opened),
 # "not_held" (the base does not hold the procedure asked about: `not_held`), "listed" (a procedure the base knows by
 # name only: `listed`).
-Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "handoff", "not_held", "listed"]
+Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "busy", "handoff", "not_held",
+               "listed"]
 
 
 @dataclass

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 from bot.config import Config
 
 from .answer import Answer, Conversation, Link, compose_answer
+from .batching import QueryBatcher
 from .index import IndexData, IndexUnavailable, current_version, named_version, open_index, versions
 from .phrases import DEFAULT_HOTLINE, apology, error_id
 from .retrieval import Retriever
@@ -27,6 +29,22 @@ class Assistant:
         self.data: IndexData | None = None
         self.retriever: Retriever | None = None
         self._broken: str | None = None  # a version that failed to open; not retried
+        self._batcher: QueryBatcher | None = None
+
+    @property
+    def batcher(self) -> QueryBatcher | None:
+        """Questions answered side by side share encoder batches (`[answer] workers` and `batch_size` above 1)."""
+        a = self.cfg.answer
+        if self._batcher is None and a.workers > 1 and a.batch_size > 1:
+            encoder = self.encoder
+            self._batcher = QueryBatcher(lambda texts: encoder.encode(texts, role="query", batch_size=len(texts)),
+                                         window_s=a.batch_window_ms / 1000, max_batch=a.batch_size)
+        return self._batcher
+
+    def close(self) -> None:
+        """Stop the batching thread (questions already queued are answered first)."""
+        if self._batcher is not None:
+            self._batcher.close()
 
     @property
     def encoder(self):
@@ -68,7 +86,7 @@ class Assistant:
                 f"{getattr(self.encoder, 'model_id', '')} cho vectơ cỡ {dim}: chạy `python index_builder.py --force`"
             )
         try:
-            retriever = Retriever(data, self.encoder)
+            retriever = Retriever(data, self.encoder, batcher=self.batcher)
         except Exception as e:
             data.db.close()
             raise IndexUnavailable(f"chỉ mục {data.version} không dùng được ({e.__class__.__name__}: {e})") from e
@@ -117,10 +135,12 @@ class Assistant:
 
     def ask(self, question: str, conversation: Conversation | None = None) -> Answer:
         """Answer one question; failures become a polite apology and a logged error id, never a traceback."""
+        batcher = self.batcher
         try:
             self.refresh()
             assert self.data is not None and self.retriever is not None
-            result = self.retriever.search(self.retriever.analyse(question))  # analysed once, read by both
+            with batcher.answering() if batcher is not None else nullcontext():
+                result = self.retriever.search(self.retriever.analyse(question))  # analysed once, read by both
             return compose_answer(result, self.data.entries, self.data.chunk_text, self.default_links,
                                   self.data.hotline, conversation, self.cfg.answer.sources)
         except Exception:

@@ -20,6 +20,9 @@ NOT_FOUND = "Xin lỗi, tôi chưa tìm thấy thông tin đủ chắc chắn đ
 CALL_OR_LOOK_UP = " Bạn có thể gọi {hotline} hoặc tra cứu trên {url}."
 # The citizen asks faster than the per-user limit allows.
 BUSY = "Bạn gửi nhanh quá, vui lòng chờ khoảng {seconds} giây rồi hỏi tiếp nhé."
+# Too many citizens are asking at once: the expected wait passes `[answer] max_wait_s`, so the question is not queued.
+OVERLOADED = ("Hệ thống đang có quá nhiều người hỏi cùng lúc nên chưa trả lời ngay được. Bạn vui lòng hỏi lại sau "
+              "khoảng một phút, hoặc gọi {hotline}.")
 # A sticker, photo, voice message, file or location: only text is read.
 NON_TEXT = ("Xin lỗi, tôi chỉ đọc được tin nhắn chữ, chưa xem được hình ảnh, nhãn dán, tin nhắn thoại hay tệp. "
             "Bạn vui lòng gõ câu hỏi về thủ tục hành chính, ví dụ: “Làm thẻ căn cước cần giấy tờ gì?”")
@@ -29,6 +32,11 @@ def call(hotline: Mapping[str, str] | None) -> str:
     """'Tổng đài hỗ trợ Cổng Dịch vụ công quốc gia 18001096': whom to call (the default when none is given)."""
     hotline = hotline or DEFAULT_HOTLINE
     return f"{hotline['name']} {hotline['number']}"
+
+
+def overloaded(hotline: Mapping[str, str] | None) -> str:
+    """The busy reply: try again in a minute, or call the hotline."""
+    return OVERLOADED.format(hotline=call(hotline))
 
 
 def error_id() -> str:

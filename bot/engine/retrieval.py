@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import features as F
+from .batching import QueryBatcher
 from .chunks import LISTING, NAME, QUESTION
 from .features import NAMES as FEATURES  # noqa: F401  (the features' names, in the order of Hit.features)
 from .features import Evidence, Terms, coverage_features, load_coverage, load_listing_rule, load_weights
@@ -99,9 +100,10 @@ def stored_vectors(index) -> np.ndarray:
 class Retriever:
     """Searches one opened index with one encoder."""
 
-    def __init__(self, data: IndexData, encoder, profile: str | None = None):
+    def __init__(self, data: IndexData, encoder, profile: str | None = None, batcher: QueryBatcher | None = None):
         self.data = data
         self.encoder = encoder
+        self.batcher = batcher  # questions answered side by side share encoder batches and FAISS calls
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
         # Acronyms learned from procedure names, except those the curated dictionary already explains.
         explained = {fold(term) for term, _ in data.synonyms}
@@ -174,10 +176,14 @@ class Retriever:
 
     def dense_vector(self, vector: np.ndarray, k: int = DENSE_CANDIDATES) -> list[tuple[int, float]]:
         """Nearest chunks to an encoded question."""
+        return self.dense_vectors(vector[None, :], k)[0]
+
+    def dense_vectors(self, vectors: np.ndarray, k: int = DENSE_CANDIDATES) -> list[list[tuple[int, float]]]:
+        """Nearest chunks to each of several encoded questions (rows), in one FAISS call."""
         k = min(k, self.data.faiss_index.ntotal)  # type: ignore[attr-defined]
-        if k == 0:
-            return []
-        query = np.ascontiguousarray(vector[None, :], dtype=np.float32)
+        if k == 0 or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        query = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.listing_chunks:  # entries' chunks only: those of name-only procedures are scored apart
             import faiss
 
@@ -189,7 +195,16 @@ class Retriever:
             scores, ids = index.search(query, k, params=params)  # type: ignore[attr-defined]
         else:
             scores, ids = self.data.faiss_index.search(query, k)  # type: ignore[attr-defined]
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+                for row_ids, row_scores in zip(ids, scores)]
+
+    def encode_and_search(self, dense_text: str) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """The question's vector and its nearest chunks: through the batcher when answers run side by side."""
+        if self.batcher is not None:
+            vector, nearest = self.batcher.encode_search(dense_text, self)
+            return vector, nearest
+        vector = self.encoder.encode([dense_text], role="query")[0]
+        return vector, self.dense_vector(vector)
 
     def lexical(self, terms: Sequence[str], k: int = LEXICAL_CANDIDATES) -> list[tuple[str, float]]:
         """Entries by BM25 over folded syllables and bigrams, title and keywords weighted above the body.
@@ -223,9 +238,8 @@ class Retriever:
             return result
         # Full-text search runs on the other core while the encoder (one thread) works: SQLite releases the GIL.
         lexical_search = self._pool.submit(self.lexical, q.terms)
-        vector = self.encoder.encode([q.dense_text], role="query")[0]
+        vector, nearest = self.encode_and_search(q.dense_text)
         result.vector = vector
-        nearest = self.dense_vector(vector)
         lexical = {e: sc for e, sc in lexical_search.result() if e not in exclude}
         entries = [e for e in dict.fromkeys([self.data.chunk_entry[c] for c, _ in nearest] + list(lexical))
                    if e not in exclude]

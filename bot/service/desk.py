@@ -1,8 +1,13 @@
 """The public service desk every channel talks to: one assistant, a conversation per citizen, limits, logging.
 
 Channels (terminal, Telegram, Zalo, web) turn their messages into `Desk.ask(channel, user, text)` calls and
-render the `Reply`. Answering is CPU work on one encoder: async channels call `await desk.aask(...)`, which runs
-it on the desk's single worker thread, so questions are answered one after another and the event loop stays free.
+render the `Reply`. Async channels call `await desk.aask(...)`: the question is answered on one of the desk's
+`[answer] workers` threads, side by side with others (their questions share encoder batches: `engine.batching`),
+while the event loop stays free. Each citizen's own questions are answered in order.
+
+The desk never queues more than it can answer in time: when a question's expected wait passes `[answer]
+max_wait_s`, or `[answer] queue` questions are already admitted, the citizen gets the busy reply at once (kind
+"busy", logged like any answer) and the question takes no place in the queue.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Protocol, TypeVar
 
 from bot.engine.answer import Answer, Conversation
 from bot.engine.knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, TRUC_TUYEN
-from bot.engine.phrases import BUSY
+from bot.engine.phrases import BUSY, overloaded
 from bot.engine.text import clean, cut_words
 
 from .handoff import BUTTON as HANDOFF_BUTTON
@@ -58,6 +63,8 @@ class Reply:
     notes: list[str] = field(default_factory=list)  # said before the answer (long message cut, …)
     follow_ups: list[tuple[str, str]] = field(default_factory=list)  # (label, question) buttons
     limited: bool = False  # refused by the per-user rate limit; nothing was answered
+    busy: bool = False  # refused because too many citizens are asking at once; nothing was answered
+    retry_after: int = 0  # seconds after which asking again makes sense (limited or busy)
 
 
 class RateLimit:
@@ -84,21 +91,77 @@ class RateLimit:
         return 0.0
 
 
+class Backlog:
+    """Questions admitted and how fast they are answered while the desk is saturated: the expected wait.
+
+    Used from the event loop only. The rate is measured over half-second stretches in which the desk always had
+    more to answer (its capacity, not the load offered); before the first such stretch the answer time of recent
+    questions, over the workers, stands in.
+    """
+
+    def __init__(self, workers: int, clock: Callable[[], float] = time.monotonic):
+        self.workers = max(1, workers)
+        self.clock = clock
+        self.admitted = 0
+        self.rate: float | None = None  # answers a second when saturated
+        self.service = 0.05  # seconds one answer takes (moving average), until a rate is measured
+        self._mark: float | None = None
+        self._count = 0
+
+    def expected_wait(self) -> float:
+        """Seconds a question admitted now would wait for its answer."""
+        if self.rate:
+            return (self.admitted + 1) / self.rate
+        return (self.admitted + 1) * self.service / self.workers
+
+    def done(self, seconds: float) -> None:
+        """One admitted question was answered in `seconds` (from admission)."""
+        self.admitted -= 1
+        self.service = 0.9 * self.service + 0.1 * seconds if self.rate is None else self.service
+        now = self.clock()
+        if self.admitted < self.workers:  # not saturated: the pace is the load's, not the desk's
+            self._mark = None
+            return
+        if self._mark is None:
+            self._mark, self._count = now, 0
+            return
+        self._count += 1
+        if now - self._mark >= 0.5:
+            rate = self._count / (now - self._mark)
+            self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
+            self._mark, self._count = now, 0
+
+
+@dataclass
+class _Turn:
+    """One citizen's place in line: their questions are answered one after another."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
 class Desk:
     """Answers citizens on any channel, remembering each one's conversation."""
 
     def __init__(self, assistant, *, log: QuestionSink | None = None, handoff=None, max_chars: int = 1000,
                  rate_count: int = 20, rate_seconds: float = 60.0, conversations: int = 50_000,
+                 workers: int = 1, max_wait_s: float = 10.0, queue: int = 1000,
                  clock: Callable[[], float] = time.monotonic):
         self.assistant = assistant
         self.log = log
         self.handoff = handoff  # bot.handoff.Handoff: requests for a person become tickets
         self.max_chars = max_chars
         self.rate = RateLimit(rate_count, rate_seconds, clock)
+        self.max_wait_s, self.queue = max_wait_s, queue
+        self.backlog = Backlog(workers, clock)
+        self.busy_replies = 0
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
         self._max_conversations = conversations
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="desk")
+        self._turns: dict[str, _Turn] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="desk")
+        # Busy replies are logged off the event loop and off the answer threads, one after another.
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="desk-log")
 
     def conversation(self, channel: str, user: str) -> Conversation:
         """The conversation of one citizen on one channel (the least recently seen are forgotten)."""
@@ -112,10 +175,18 @@ class Desk:
 
     def ask(self, channel: str, user: str, text: str) -> Reply:
         """Answer one message; never raises for bad input."""
+        return self._limited(channel, user, text) or self._answer(channel, user, text)
+
+    def _limited(self, channel: str, user: str, text: str) -> Reply | None:
+        """The reply to a citizen over the per-user rate, else None (and the question is counted)."""
         wait = self.rate.wait(f"{channel}:{user}")
-        if wait > 0:
-            answer = Answer(clean(text or "", limit=200), "limited", parts=[("", BUSY.format(seconds=max(1, round(wait))))])
-            return Reply(answer, limited=True)
+        if wait <= 0:
+            return None
+        seconds = max(1, round(wait))
+        answer = Answer(clean(text or "", limit=200), "limited", parts=[("", BUSY.format(seconds=seconds))])
+        return Reply(answer, limited=True, retry_after=seconds)
+
+    def _answer(self, channel: str, user: str, text: str) -> Reply:
         notes = []
         text = clean(text or "", limit=None)
         if len(text) > self.max_chars:
@@ -126,14 +197,7 @@ class Desk:
         started = time.perf_counter()
         conversation = self.conversation(channel, user)
         answer = self.assistant.ask(text, conversation)
-        latency_ms = (time.perf_counter() - started) * 1000
-        question_id = None
-        if self.log is not None:
-            try:
-                question_id = self.log.record(channel=channel, user=user, question=text, answer=answer,
-                                              latency_ms=latency_ms)
-            except Exception as e:  # a full disk or a locked database must not silence the bot
-                logger.error("không ghi được câu hỏi vào nhật ký (%s: %s); vẫn trả lời", e.__class__.__name__, e)
+        question_id = self._record(channel, user, text, answer, (time.perf_counter() - started) * 1000)
         follow_ups = []
         # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
         if answer.kind == "answer" and conversation.last_entry and self._is_procedure(conversation.last_entry):
@@ -141,6 +205,23 @@ class Desk:
         if answer.kind in ("decline", "not_held", "listed") and self.handoff is not None:
             follow_ups.append(HANDOFF_BUTTON)
         return Reply(answer, question_id, notes, follow_ups)
+
+    def _record(self, channel: str, user: str, text: str, answer: Answer, latency_ms: float) -> int | None:
+        if self.log is None:
+            return None
+        try:
+            return self.log.record(channel=channel, user=user, question=text, answer=answer, latency_ms=latency_ms)
+        except Exception as e:  # a full disk or a locked database must not silence the bot
+            logger.error("không ghi được câu hỏi vào nhật ký (%s: %s); vẫn trả lời", e.__class__.__name__, e)
+            return None
+
+    def _busy(self, channel: str, user: str, text: str) -> Reply:
+        """The busy reply, at once; the question is logged (kind "busy") on the side thread."""
+        self.busy_replies += 1
+        hotline = getattr(self.assistant, "hotline", None)
+        answer = Answer(clean(text or "", limit=self.max_chars), "busy", parts=[("", overloaded(hotline))])
+        self._side.submit(self._record, channel, user, answer.question, answer, 0.0)
+        return Reply(answer, busy=True, retry_after=60)
 
     def _is_procedure(self, entry_id: str) -> bool:
         data = self.assistant.data
@@ -151,16 +232,43 @@ class Desk:
         return bool(self.log is not None and self.log.feedback(question_id, value))
 
     async def aask(self, channel: str, user: str, text: str) -> Reply:
-        """`ask` for async channels: runs on the desk's worker thread, one question at a time."""
-        return await self.acall(self.ask, channel, user, text)
+        """`ask` for async channels: answered on a worker thread, after the citizen's earlier questions.
+
+        Refused at once, taking no place in the queue, when the citizen is over the rate limit or the desk is too
+        busy to answer within `max_wait_s`.
+        """
+        key = f"{channel}:{user}"
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = _Turn()
+        turn.waiting += 1
+        try:
+            async with turn.lock:
+                refused = self._limited(channel, user, text)
+                if refused is not None:
+                    return refused
+                if self.backlog.admitted >= self.queue or self.backlog.expected_wait() > self.max_wait_s:
+                    return self._busy(channel, user, text)
+                self.backlog.admitted += 1
+                admitted = time.monotonic()
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(self._pool, self._answer, channel, user,
+                                                                            text)
+                finally:
+                    self.backlog.done(time.monotonic() - admitted)
+        finally:
+            turn.waiting -= 1
+            if turn.waiting == 0:
+                del self._turns[key]
 
     async def acall(self, fn: Callable[..., T], *args) -> T:
-        """Run `fn` on the desk's worker thread, between answers (reloading the index, recording feedback)."""
+        """Run `fn` on a worker thread, off the event loop (reloading the index, recording feedback)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
-        """Finish the question being answered, stop the worker and close the log."""
+        """Finish the questions being answered, stop the workers and close the log."""
         self._pool.shutdown(wait=True)
+        self._side.shutdown(wait=True)
         if self.log is not None and hasattr(self.log, "close"):
             self.log.close()
 
@@ -179,5 +287,6 @@ def open_desk(cfg, assistant=None) -> Desk:
 
         log = QuestionLog.open(cfg)
         handoff = Handoff(log, assistant.data.hotline if assistant.data else None)
-    return Desk(assistant, log=log, handoff=handoff, max_chars=cfg.answer.max_chars, rate_count=cfg.answer.rate_count,
-                rate_seconds=cfg.answer.rate_seconds)
+    a = cfg.answer
+    return Desk(assistant, log=log, handoff=handoff, max_chars=a.max_chars, rate_count=a.rate_count,
+                rate_seconds=a.rate_seconds, workers=a.workers, max_wait_s=a.max_wait_s, queue=a.queue)

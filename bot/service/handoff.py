@@ -54,7 +54,7 @@ REASONS = {"command": "lệnh /canbo", "button": "nút \"Gặp cán bộ\"", "wo
 # Every answer Kind in staff's words (keyed by str: the turns come back from the database).
 KINDS: dict[str, str] = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
                          "thanks": "cảm ơn", "empty": "tin trống", "limited": "gửi quá nhanh",
-                         "handoff": "yêu cầu gặp cán bộ", "not_held": "chưa có trong kho",
+                         "busy": "hệ thống quá tải", "handoff": "yêu cầu gặp cán bộ", "not_held": "chưa có trong kho",
                          "listed": "chỉ biết tên thủ tục"}
 
 
