@@ -31,6 +31,13 @@ def report_problems(kb: KnowledgeBase) -> None:
         print(problem, file=sys.stderr)
 
 
+def _log(message: str) -> None:
+    """A line to standard error; above the progress bar when one is drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, then check or build."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         report = build_index(cfg, force=args.force, progress=not args.quiet and sys.stderr.isatty(),
-                             log=lambda m: print(m, file=sys.stderr))
+                             log=_log)
     except BuildRefused as refused:
         report_problems(refused.kb)
         print(f"Không xây chỉ mục: {len(refused.kb.errors)} lỗi trong kho tri thức. "

@@ -66,9 +66,13 @@ def split_times(assistant) -> dict[str, list[float]]:
                 parts[name].append((time.perf_counter() - started) * 1000)
         return timed
 
-    retriever.encoder = _Timed(retriever.encoder, timing("encoding the question", retriever.encoder.encode))
+    batcher = assistant.batcher
+    if batcher is not None:  # answers side by side: questions are encoded, and searched, by the batcher
+        batcher.encode = timing("encoding the question", batcher.encode)
+    else:
+        retriever.encoder = _Timed(retriever.encoder, timing("encoding the question", retriever.encoder.encode))
     retriever.search = timing("search (with encoding)", retriever.search)
-    retriever.dense_vector = timing("FAISS", retriever.dense_vector)
+    retriever.dense_vectors = timing("FAISS", retriever.dense_vectors)
     return parts
 
 

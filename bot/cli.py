@@ -15,7 +15,7 @@ def _assistant(config: str | None):
     from bot.engine.index import IndexUnavailable
 
     try:
-        return Assistant(load_config(config)).load()
+        return Assistant(load_config(config), batched=False).load()
     except (ConfigError, IndexUnavailable) as e:
         sys.exit(f"Lỗi: {e}")
 

@@ -30,7 +30,8 @@ class KnowledgeSettings:
 class ModelSettings:
     backend: str = "sentence-transformers"
     name: str = "multilingual-e5-small"
-    threads: int = 1
+    threads: int = 1  # the bot's encoder threads (0: all cores)
+    build_threads: int = 0  # the index builder's encoder threads (0: all cores)
     bf16_queries: bool = True  # the bot encodes questions with bfloat16 matrix products where the CPU has them
 
 
@@ -43,6 +44,7 @@ class AnswerSettings:
     workers: int = 8  # questions answered side by side (threads sharing one encoder); 1: one at a time
     batch_size: int = 16  # at most this many questions encoded in one batch; 1: each encoded on its own
     batch_window_ms: float = 2.0  # after the first question, the encoder waits this long for more
+    encoder_process: bool = True  # batches are encoded in a process of their own (its own interpreter lock)
     max_wait_s: float = 10.0  # a question whose expected wait is longer gets the busy reply at once
     queue: int = 1000  # questions admitted (waiting or being answered) at most; the next get the busy reply
 

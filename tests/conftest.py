@@ -79,6 +79,24 @@ def small_index(small_cfg, encoder):
     return small_cfg
 
 
+def seed_embedding_cache(cfg: Config) -> None:
+    """Start from a copy of this checkout's embedding cache when it has one (`make index` fills it): vectors are
+    keyed by model, role and text, so a copy only saves embedding the same text again. A fresh checkout (CI) has
+    none and embeds everything."""
+    import sqlite3
+
+    source = ROOT / "data" / "cache" / "embeddings.sqlite"
+    if not source.exists():
+        return
+    target = cfg.data_dir / "cache" / "embeddings.sqlite"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=1) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+    except sqlite3.Error:  # busy or damaged: embed from scratch
+        target.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory, e5_dir, encoder):
     """An assistant over the knowledge base shipped in knowledge/, built once per session."""
@@ -86,5 +104,6 @@ def shipped(tmp_path_factory, e5_dir, encoder):
     from bot.engine.index import build_index
 
     cfg = write_config(tmp_path_factory.mktemp("shipped"), [ROOT / "knowledge"], e5_dir=e5_dir)
+    seed_embedding_cache(cfg)
     build_index(cfg, lambda: encoder, progress=False)
     return Assistant(cfg, encoder=encoder).load()

@@ -38,6 +38,7 @@ HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span",
 ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-z-]+(?:=\"[^\"]*\"|='[^']*'|=[^\s>]+)?)*)\s*>")
 MAX_TEXT = 4096
+COUNTED = {"sendmessage", "sendphoto", "senddocument", "copymessage", "forwardmessage"}  # messages, for limits
 # Parameters each implemented method accepts (anything else is a problem: the bot sends what it should not).
 METHODS: dict[str, set[str]] = {
     "getme": set(),
@@ -176,8 +177,15 @@ def check_markup(markup: Any) -> None:
 class FakeTelegram:
     """The fake Bot API server; see the module docstring."""
 
-    def __init__(self, token: str = TOKEN, username: str = "tro_ly_cchc_bot"):
+    def __init__(self, token: str = TOKEN, username: str = "tro_ly_cchc_bot", *, limits: bool = False):
         self.token = token
+        # Telegram's flood limits on messages (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-
+        # avoid-this): about 30 a second overall, 1 a second in one chat, 20 a minute in one group; above them the
+        # API answers 429 with parameters.retry_after. With `limits`, the fake enforces them on every message sent.
+        self.limits = limits
+        self.limited = 0  # messages refused with 429 for going over a limit
+        self._message_times: list[float] = []
+        self._chat_times: dict[int, list[float]] = {}
         self.bot = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": "Trợ lý CCHC", "username": username,
                     "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
         self.username = username
@@ -250,6 +258,8 @@ class FakeTelegram:
                 raise ApiError(fault.status, {500: "Internal Server Error", 502: "Bad Gateway",
                                               503: "Service Unavailable", 504: "Gateway Timeout"}.get(
                                                   fault.status, "Internal Server Error"))
+            if self.limits and method in COUNTED:
+                self._flood_control(params)
             result = await getattr(self, f"_{method}")(params)
         except ApiError as e:
             call.error = e.description
@@ -259,6 +269,28 @@ class FakeTelegram:
             return e.response()
         await self._notify()
         return web.json_response({"ok": True, "result": result})
+
+    def _flood_control(self, params: dict) -> None:
+        """Refuse (429) a message over 30 a second overall, 1 a second in a chat or 20 a minute in a group."""
+        now = time.monotonic()
+        overall = self._message_times
+        while overall and overall[0] <= now - 1.0:
+            overall.pop(0)
+        try:
+            chat = int(params.get("chat_id", 0))
+        except (TypeError, ValueError):
+            chat = 0
+        window, most = (60.0, 20) if chat < 0 else (1.0, 1)
+        times = self._chat_times.setdefault(chat, [])
+        while times and times[0] <= now - window:
+            times.pop(0)
+        if len(overall) >= 30 or len(times) >= most:
+            self.limited += 1
+            wait = max(overall[0] + 1.0 if len(overall) >= 30 else 0, times[0] + window if len(times) >= most else 0)
+            retry_after = max(1, int(wait - now + 0.999))
+            raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+        overall.append(now)
+        times.append(now)
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
         if request.content_type == "application/json":

@@ -4,6 +4,8 @@ per-address limit of the web API. Real encoder, real index, real question log, r
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -120,11 +122,10 @@ def test_each_citizen_is_answered_in_the_order_they_asked(shipped, tmp_path):
 
     try:
         replies = asyncio.run(crowd())
+        key = log.user_key("web", "me")
+        stored = [r["question"] for r in log.questions() if r["user_key"] == key]
     finally:
-        desk.close()
-    key = log.user_key("web", "me")
-    stored = [r["question"] for r in log.questions() if r["user_key"] == key]
-    log.close()
+        desk.close()  # closes the log too
     assert stored == mine
     assert "căn cước" in replies[-4].answer.title.lower()  # "lệ phí bao nhiêu?" still about the ID card
 
@@ -145,6 +146,7 @@ def test_over_capacity_a_citizen_gets_the_busy_reply_at_once_and_it_is_logged(sh
     assert len(answered) == 2 and len(busy) == len(QUESTIONS) - 2  # nothing lost: each got one or the other
     assert all(r.answer.kind == "busy" and r.retry_after == 60 and "một phút" in r.answer.parts[0][1] for r in busy)
     assert all(r.question_id is None and not r.follow_ups for r in busy)
+    log = QuestionLog(tmp_path / "q.db", b"k")  # the desk closed its own; what was written is on disk
     kinds = sorted(row["kind"] for row in log.questions())
     log.close()
     assert kinds.count("busy") == len(busy) and len(kinds) == len(QUESTIONS)
@@ -238,3 +240,29 @@ def test_the_desk_serves_hundreds_of_concurrent_citizens_without_losing_one(ship
     assert all(r.answer.kind in ("answer", "decline", "not_held", "busy") for r in results)
     assert any(r.busy for r in results) and any(not r.busy for r in results)
     assert desk.backlog.admitted == 0
+
+
+def test_the_encoder_process_gives_the_vectors_of_the_encoder_here_and_survives_its_death(small_cfg, encoder):
+    from bot.engine.encoder_process import EncoderProcess, EncoderProcessError
+
+    process = EncoderProcess(small_cfg)
+    try:
+        vectors = process.encode(QUESTIONS)
+        here = encoder.encode(QUESTIONS, role="query", batch_size=len(QUESTIONS))
+        assert vectors.shape == here.shape and np.sum(vectors * here, axis=1).min() > 0.9999
+        # killed between batches: the next batch starts a new one
+        os.kill(process.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        again = process.encode(QUESTIONS[:2])
+        assert process.restarts == 1 and np.sum(again * here[:2], axis=1).min() > 0.9999
+        # killed while a batch is being encoded: that batch fails with a clear error, the next one is answered
+        killer = threading.Timer(0.05, os.kill, (process.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(EncoderProcessError):
+            for _ in range(200):  # until the kill lands mid-batch
+                process.encode(QUESTIONS * 4)
+        killer.join()
+        assert process.encode(QUESTIONS[:1]).shape == (1, here.shape[1]) and process.restarts == 2
+    finally:
+        process.close()
+    assert process.pid is None

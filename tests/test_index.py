@@ -166,3 +166,20 @@ def test_large_bases_switch_to_a_graph_index_that_agrees_with_brute_force(monkey
     queries = vectors[:50] + 0.05 * rng.normal(size=(50, 64)).astype(np.float32)
     _, ids = graph.search(queries, 1)
     assert (ids[:, 0] == np.arange(50)).mean() >= 0.98  # approximate, but finds the near-duplicates
+
+
+def test_embedding_in_length_order_keeps_each_vector_with_its_chunk_and_logs_progress(small_cfg, encoder,
+                                                                                       monkeypatch):
+    # the builder embeds by role, then by length, in batches: more chunks than one batch, lengths and roles mixed
+    monkeypatch.setattr(index, "EMBED_BATCH", 4)
+    words = "hồ sơ đăng ký khai sinh cho trẻ em tại ủy ban nhân dân cấp xã nơi cư trú của cha mẹ".split()
+    chunks = [index.Chunk(f"e{i}", "s", " ".join(words[: 2 + (i * 7) % len(words)]), "query" if i % 3 == 0 else "passage")
+              for i in range(11)]
+    lines: list[str] = []
+    vectors, embedded = index._embed(small_cfg, chunks, lambda: encoder, False, lines.append)
+    assert embedded == 11
+    for chunk, vector in zip(chunks, vectors):
+        alone = encoder.encode([index.normalize(chunk.text)], role=chunk.role)[0]
+        assert float(alone @ vector) > 0.9999, chunk
+    # a line for the log (a build run from a script draws no bar), the last one at the end
+    assert lines[-1].startswith("Nhúng: 11/11 đoạn (100%"), lines

@@ -22,29 +22,44 @@ log = logging.getLogger("bot")
 class Assistant:
     """Answers questions from the serving index; switches to a rebuilt index between questions."""
 
-    def __init__(self, cfg: Config, encoder=None):
+    def __init__(self, cfg: Config, encoder=None, batched: bool = True):
+        """`batched`: questions answered side by side share encoder batches when `[answer]` says so; False for one
+        question at a time (the command line, staff tools)."""
         self.cfg = cfg
+        self._batched = batched
         self._encoder = encoder
         self._lock = threading.Lock()
         self.data: IndexData | None = None
         self.retriever: Retriever | None = None
         self._broken: str | None = None  # a version that failed to open; not retried
         self._batcher: QueryBatcher | None = None
+        self._encoder_given = encoder is not None
+        self.encoder_process = None  # EncoderProcess, when questions are encoded in a process of their own
 
     @property
     def batcher(self) -> QueryBatcher | None:
         """Questions answered side by side share encoder batches (`[answer] workers` and `batch_size` above 1)."""
         a = self.cfg.answer
-        if self._batcher is None and a.workers > 1 and a.batch_size > 1:
-            encoder = self.encoder
-            self._batcher = QueryBatcher(lambda texts: encoder.encode(texts, role="query", batch_size=len(texts)),
-                                         window_s=a.batch_window_ms / 1000, max_batch=a.batch_size)
+        if self._batcher is None and self._batched and a.workers > 1 and a.batch_size > 1:
+            if a.encoder_process and not self._encoder_given:  # an encoder handed in is used in this process
+                from .encoder_process import EncoderProcess
+
+                self.encoder_process = EncoderProcess(self.cfg)
+                encode = self.encoder_process.encode
+            else:
+                encoder = self.encoder
+
+                def encode(texts):
+                    return encoder.encode(texts, role="query", batch_size=len(texts))
+            self._batcher = QueryBatcher(encode, window_s=a.batch_window_ms / 1000, max_batch=a.batch_size)
         return self._batcher
 
     def close(self) -> None:
-        """Stop the batching thread (questions already queued are answered first)."""
+        """Stop the batching thread (questions already queued are answered first) and the encoder process."""
         if self._batcher is not None:
             self._batcher.close()
+        if self.encoder_process is not None:
+            self.encoder_process.close()
 
     @property
     def encoder(self):

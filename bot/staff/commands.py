@@ -32,7 +32,7 @@ def _assistant(cfg, required: bool):
     from bot.engine.index import IndexUnavailable
 
     try:
-        return Assistant(cfg).load()
+        return Assistant(cfg, batched=False).load()
     except IndexUnavailable as e:
         if required:
             sys.exit(f"Lỗi: {e}")

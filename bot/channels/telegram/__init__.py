@@ -23,7 +23,6 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -38,6 +37,8 @@ from bot.config import Config
 from bot.engine.phrases import DEFAULT_HOTLINE, NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+
+from .limits import FairRateLimiter
 
 CHANNEL = ChannelInfo("telegram", "Telegram", "#229ED9", share=0.5, section="telegram")
 log = logging.getLogger("bot.telegram")
@@ -82,12 +83,13 @@ class TelegramChannel:
 
     # --- building ---
     def build(self, token: str, base_url: str | None = None) -> Application:
-        """The python-telegram-bot application: flood control (Telegram's limits, 429 retried), handlers."""
+        """The python-telegram-bot application: flood control (Telegram's limits at their cap, fair between chats;
+        `limits.FairRateLimiter`), handlers."""
         # Durations as datetime.timedelta (the python-telegram-bot 22.2+ opt-in; read when a RetryAfter is made):
         # without it every 429 warns that the int form is deprecated. Nothing here reads those durations.
         os.environ.setdefault("PTB_TIMEDELTA", "1")
         app = (Application.builder().token(token).base_url(base_url or self.settings.base_url)
-               .rate_limiter(AIORateLimiter(max_retries=5)).concurrent_updates(32).build())
+               .rate_limiter(FairRateLimiter()).concurrent_updates(32).build())
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
         app.add_handler(CommandHandler("lienhe", self.on_contact))
