@@ -4,4 +4,5 @@ import sys
 
 from bot.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # the encoder process (spawned) imports this module too
+    sys.exit(main())

@@ -173,7 +173,7 @@ def test_embedding_in_length_order_keeps_each_vector_with_its_chunk_and_logs_pro
     # the builder embeds by role, then by length, in batches: more chunks than one batch, lengths and roles mixed
     monkeypatch.setattr(index, "EMBED_BATCH", 4)
     words = "hồ sơ đăng ký khai sinh cho trẻ em tại ủy ban nhân dân cấp xã nơi cư trú của cha mẹ".split()
-    chunks = [index.Chunk(f"e{i}", "s", " ".join(words[: 2 + (i * 7) % len(words)]), "query" if i % 3 == 0 else "passage")
+    chunks = [index.Chunk(f"e{i}", "s", " ".join(words[: 2 + 2 * ((i * 7) % 11)]), "query" if i % 3 == 0 else "passage")
               for i in range(11)]
     lines: list[str] = []
     vectors, embedded = index._embed(small_cfg, chunks, lambda: encoder, False, lines.append)

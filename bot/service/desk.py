@@ -96,7 +96,7 @@ class Backlog:
 
     Used from the event loop only. The rate is measured over half-second stretches in which the desk always had
     more to answer (its capacity, not the load offered); before the first such stretch the answer time of recent
-    questions, over the workers, stands in.
+    questions stands in, as if they were answered one at a time.
     """
 
     def __init__(self, workers: int, clock: Callable[[], float] = time.monotonic):
@@ -112,7 +112,9 @@ class Backlog:
         """Seconds a question admitted now would wait for its answer."""
         if self.rate:
             return (self.admitted + 1) / self.rate
-        return (self.admitted + 1) * self.service / self.workers
+        # Before the pace is measured (a burst at start), assume the workers gain nothing over one at a time: on
+        # two cores they gain little, and a guess too kind admits a crowd that then waits far past max_wait_s.
+        return (self.admitted + 1) * self.service
 
     def done(self, seconds: float) -> None:
         """One admitted question was answered in `seconds` (from admission)."""
