@@ -113,6 +113,8 @@ def run_desk(args) -> str:
     cfg = load_config()
     questions = pool()
     modes = {"batched": cfg, "one by one": one_by_one(cfg)}
+    if args.threads:  # the other split: the encoder on a thread of this process, sharing its interpreter lock
+        modes["batched, encoder on a thread"] = replace(cfg, answer=replace(cfg.answer, encoder_process=False))
     assistants = {name: Assistant(c).load() for name, c in modes.items()}
     for a in assistants.values():
         for q in questions[:20]:
@@ -132,12 +134,14 @@ def run_desk(args) -> str:
         a.close()
     a = cfg.answer
     lines = [HEADINGS["desk"], "", header(f"python -m bench.capacity desk --users {args.users} --per-user "
-                                           f"{args.per_user} --rounds {args.rounds}"),
+                                           f"{args.per_user} --rounds {args.rounds}"
+                                           + (" --threads" if args.threads else "")),
              "", f"{args.users} citizens ask {args.per_user} questions each (golden, dev and portal-dev questions), all "
              "at once, each waiting for its answer before asking the next, straight to the desk with a question log. "
              f"Batched: `[answer] workers = {a.workers}`, `batch_size = {a.batch_size}`, `batch_window_ms = "
-             f"{a.batch_window_ms}`; one by one: workers = 1, batch_size = 1. The two take turns, {args.rounds} rounds; "
-             "medians of the rounds.", "",
+             f"{a.batch_window_ms}`, the encoder in a process of its own; one by one: workers = 1, batch_size = 1. They "
+             f"take turns, {args.rounds} rounds; medians of the rounds. A lone question: median of 40 answered one "
+             "after another with nothing else in flight.", "",
              "| desk | answered/s (each round) | median | p50 wait | p95 wait | busy replies | a lone question |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, rs in results.items():
@@ -178,7 +182,8 @@ def run_same(args) -> str:
     cosine = lowest_cosine(single.encoder, pool(), cfg.answer.batch_size)
     lines = [HEADINGS["same"], "", header("python -m bench.capacity same"), "",
              "Every question of the file answered by the batched desk with all of them in flight at once, against the "
-             "one-by-one path (`ask --json` output compared whole).", "",
+             "one-by-one path (`ask --json` output compared whole), over the serving index in `data/` "
+             f"({len(batched.data.entries)} entries).", "",
              "| questions | count | answers that differ |", "| --- | --- | --- |"]
     lines += [f"| {name} | {n} | {d} |" for name, n, d, _ in rows]
     lines += ["", f"Lowest cosine between a question's vector encoded in a batch of {cfg.answer.batch_size} (sorted by "
@@ -342,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=100)
     p.add_argument("--per-user", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", action="store_true", help="also batched with the encoder on a thread, not a process")
     sub.add_parser("same")
     for name, rate, seconds in (("open", 50, 60), ("overload", 1000, 30)):
         p = sub.add_parser(name)

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     result = desk_alone(assistant, args.users, args.questions)
     print(f"desk alone: {result}", file=sys.stderr)
     results.append(("the same questions straight to the desk, no Telegram", result))
-    command = "python -m bench.telegram_load" + (" --write" if args.write else "")
+    command = (f"python -m bench.telegram_load --users {args.users} --questions {args.questions}"
+               + (" --write" if args.write else ""))
     section = report(results, args.users, args.questions, command, load)
     print(section)
     if args.write:
