@@ -293,7 +293,10 @@ async def open_loop(server: Server, questions: list[str], rate: float, seconds: 
 
 
 def run_open(args, overload: bool) -> str:
+    import random
+
     questions = pool()
+    random.Random(0).shuffle(questions)  # short and long questions mixed, as they arrive (not all long ones last)
     server = Server()
     memory: list[float] = []
     load = os.getloadavg()[0]
@@ -308,7 +311,8 @@ def run_open(args, overload: bool) -> str:
     name = "overload" if overload else "open"
     command = f"python -m bench.capacity {name} --rate {args.rate:g} --seconds {args.seconds:g}"
     lines = [HEADINGS[name], "", header(command, load), "",
-             f"{len(results)} questions sent to POST /api/ask at {args.rate:g} a second for {args.seconds:g} s "
+             f"{len(results)} questions (golden, dev and portal-dev, shuffled) sent to POST /api/ask at {args.rate:g} a "
+             f"second for {args.seconds:g} s "
              f"(sent in {sent:.1f} s), each from its own citizen, whatever the answers took; the server is "
              "`python -m bot serve` with the shipped settings and the per-citizen and per-address limits off.", "",
              "| answered | busy replies | errors | answered p50 | answered p95 | busy reply p95 | all replied after |",

@@ -107,22 +107,28 @@ class Backlog:
         self.window = window
         self.admitted = 0
         self.rate: float | None = None  # answers a second when saturated
-        self.service = 0.05  # seconds one answer takes (moving average), until a rate is measured
+        # seconds one answer takes on a worker (moving average): until a rate is measured, the expected wait is
+        # this times the questions admitted. It starts where a lone answer stands on the 2-core machine when the
+        # other core is busy (BENCHMARKS.md), so a cold start under a burst does not admit a crowd.
+        self.service = 0.25
+        self.waited = 0.0  # seconds from admission to answer of the last questions (moving average)
         self._finished: deque[float] = deque()  # when answers finished, in the current saturated stretch
 
     def expected_wait(self) -> float:
-        """Seconds a question admitted now would wait for its answer."""
+        """Seconds a question admitted now would wait for its answer: from the measured pace, and never less than
+        the questions answered last have waited while the desk stays saturated (when the pace falls, the queue
+        already admitted shows it first)."""
         if self.rate:
-            return (self.admitted + 1) / self.rate
+            return max((self.admitted + 1) / self.rate, self.waited if self.admitted >= self.workers else 0.0)
         # Before the pace is measured (a burst at start), assume the workers gain nothing over one at a time: on
         # two cores they gain little, and a guess too kind admits a crowd that then waits far past max_wait_s.
         return (self.admitted + 1) * self.service
 
-    def done(self, seconds: float) -> None:
-        """One admitted question was answered in `seconds` (from admission)."""
+    def done(self, seconds: float, waited: float = 0.0) -> None:
+        """One admitted question was answered, taking `seconds` on its worker and `waited` from admission."""
         self.admitted -= 1
-        if self.rate is None:
-            self.service = 0.9 * self.service + 0.1 * seconds
+        self.service = 0.9 * self.service + 0.1 * seconds
+        self.waited = 0.8 * self.waited + 0.2 * waited
         now = self.clock()
         if self.admitted < self.workers:  # not saturated: the pace is the load's, not the desk's
             self._finished.clear()
@@ -253,16 +259,24 @@ class Desk:
                 if self.backlog.admitted >= self.queue or self.backlog.expected_wait() > self.max_wait_s:
                     return self._busy(channel, user, text)
                 self.backlog.admitted += 1
-                admitted = time.monotonic()
+                took, admitted = [0.0], time.monotonic()
                 try:
-                    return await asyncio.get_running_loop().run_in_executor(self._pool, self._answer, channel, user,
-                                                                            text)
+                    return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, took, channel,
+                                                                            user, text)
                 finally:
-                    self.backlog.done(time.monotonic() - admitted)
+                    self.backlog.done(took[0], time.monotonic() - admitted)
         finally:
             turn.waiting -= 1
             if turn.waiting == 0:
                 del self._turns[key]
+
+    def _timed(self, took: list[float], channel: str, user: str, text: str) -> Reply:
+        """`_answer` on a worker, noting how long it took there (not counting its wait for the worker)."""
+        started = time.perf_counter()
+        try:
+            return self._answer(channel, user, text)
+        finally:
+            took[0] = time.perf_counter() - started
 
     async def acall(self, fn: Callable[..., T], *args) -> T:
         """Run `fn` on a worker thread, off the event loop (reloading the index, recording feedback)."""
