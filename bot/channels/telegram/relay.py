@@ -17,7 +17,7 @@ from telegram import ForceReply, Update
 from telegram.error import NetworkError, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, MessageHandler, filters
 
-from bot.service.handoff import Courier, Delivery, Handoff, Undeliverable, staff_text
+from bot.service.handoff import Courier, Delivery, Handoff, MaybeDelivered, Undeliverable, staff_text
 
 log = logging.getLogger("bot.handoff")
 
@@ -91,10 +91,14 @@ class StaffRelay:
         """Delivery of staff replies to citizens on Telegram; a citizen who blocked the bot is reported to staff."""
 
         async def send(address: str, text: str) -> None:
+            from . import NotSent
+
             try:
                 await bot.send_message(int(address), text)
-            except NetworkError:
-                raise  # Telegram unreachable: the reply stays queued for the next pass
+            except NotSent:
+                raise  # Telegram did not take it: the reply stays queued for the next pass
+            except NetworkError as e:  # a timeout, a lost connection: it may have arrived; never sent twice
+                raise MaybeDelivered(str(e)) from e
             except (TelegramError, ValueError) as e:  # blocked, chat gone
                 raise Undeliverable(str(e)) from e
 
