@@ -86,5 +86,10 @@ def shipped(tmp_path_factory, e5_dir, encoder):
     from bot.engine.index import build_index
 
     cfg = write_config(tmp_path_factory.mktemp("shipped"), [ROOT / "knowledge"], e5_dir=e5_dir)
+    # The checkout's own embedding cache (git-ignored; keyed by model, role and text): a session embeds only what
+    # changed since the last one instead of the whole base (minutes on two busy cores).
+    cache = ROOT / "data" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cfg.data_dir / "cache").symlink_to(cache, target_is_directory=True)
     build_index(cfg, lambda: encoder, progress=False)
     return Assistant(cfg, encoder=encoder).load()

@@ -373,7 +373,7 @@ def test_long_answer_split_into_valid_messages(loop, bot):
     reply = Reply(Answer("q", "answer", title="Thủ tục dài", parts=[("Các bước", body)]), question_id=1)
 
     async def scenario():
-        await bot.channel.send(bot.app.bot, 1100, telegram_html(reply), bot.channel.keyboard(reply))
+        await bot.channel.send(bot.app.bot, 1100, telegram_html(reply), bot.channel.keyboard(reply, 1100))
         return bot.fake.messages(1100)
 
     sent = run(loop, scenario())
