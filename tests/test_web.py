@@ -273,3 +273,29 @@ def test_the_chat_in_a_real_browser(server, qlog, tmp_path):
         assert errors == []
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_web_citizen_gets_the_staff_reply_by_polling_with_the_ticket_token(shipped, qlog, cfg):
+    from bot.service.handoff import Handoff
+
+    handoff = Handoff(qlog)
+    desk = Desk(shipped, log=qlog, handoff=handoff, rate_count=0)
+    try:
+        with LiveServer(make_app(cfg, desk, env={})) as live:
+            status, body, _ = call("POST", live.url + "/api/ask", json={"question": "tôi muốn gặp cán bộ",
+                                                                        "user": "web-handoff-1"})
+            assert status == 200 and body["kind"] == "handoff" and body["replies"]["user"] == "web-handoff-1"
+            poll = body["replies"]
+            for bad in ({**poll, "token": "0" * 32}, {**poll, "user": "web-handoff-2"}):  # guessed, someone else's
+                assert call("POST", live.url + "/api/replies", json=bad)[0] == 403
+            assert call("POST", live.url + "/api/replies", json=poll)[:2] == (200, {"replies": []})
+            [ticket] = [t for t in handoff.pending_tickets() if t.channel == "web"]
+            handoff.mark_notified(ticket.id, "staff-web-1")
+            handoff.staff_reply("staff-web-1", "Chào bạn, hồ sơ của bạn do UBND xã giải quyết.")
+            status, got, _ = call("POST", live.url + "/api/replies", json=poll)
+            assert status == 200 and len(got["replies"]) == 1 and "UBND xã giải quyết" in got["replies"][0]
+            assert call("POST", live.url + "/api/replies", json=poll)[:2] == (200, {"replies": []})  # handed over once
+            assert call("POST", live.url + "/api/replies", data=json.dumps(poll).encode(),
+                        headers={"Content-Type": "text/plain"})[0] == 415
+    finally:
+        desk.close()

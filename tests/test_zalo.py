@@ -345,3 +345,42 @@ def test_a_staff_reply_reaches_the_citizen_who_asked_for_a_person_on_zalo(shippe
 
     asyncio.run(scenario())
     desk.close()
+
+
+def test_thumbs_on_zalo_come_as_quick_replies_and_count_only_from_the_asker(shipped, tmp_path):
+    from bot.channels.zalo import FEEDBACK_ASK, FEEDBACK_THANKS, FEEDBACK_UNKNOWN
+    from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+    from bot.service.handoff import Handoff
+    from bot.service.qlog import QuestionLog
+
+    log = QuestionLog(tmp_path / "questions.db", b"test-key")
+    desk = Desk(shipped, log=log, handoff=Handoff(log), rate_count=0)
+
+    async def reply_to(zalo, url, user, text):
+        before = len(to(zalo, user))
+        assert (await zalo.deliver(url, zalo.text_event(user, text)))[0] == 200
+        async with zalo._changed:
+            await asyncio.wait_for(zalo._changed.wait_for(lambda: len(to(zalo, user)) > before), 60)
+        return to(zalo, user)[before:]
+
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path / "site") as (url, _):
+            assert (await zalo.deliver(url, zalo.text_event("asker", "lệ phí đăng ký kết hôn")))[0] == 200
+            async with zalo._changed:
+                await asyncio.wait_for(zalo._changed.wait_for(
+                    lambda: any(s.text == FEEDBACK_ASK for s in to(zalo, "asker"))), 60)
+            ask = to(zalo, "asker")[-1]
+            assert ask.text == FEEDBACK_ASK and [b["title"] for b in ask.buttons] == ["👍 Hữu ích", "👎 Chưa đúng"]
+            down = ask.buttons[1]["payload"]
+            question_id = int(down.split()[1])
+            [stranger] = await reply_to(zalo, url, "stranger", down)  # someone else sends the same payload
+            assert stranger.text == FEEDBACK_UNKNOWN and log.question(question_id)["feedback"] is None
+            [thanks] = await reply_to(zalo, url, "asker", down)  # the asker taps 👎
+            assert thanks.text == FEEDBACK_THANKS and [b["title"] for b in thanks.buttons] == [HANDOFF_BUTTON[0]]
+            assert log.question(question_id)["feedback"] == -1
+            [typed] = await reply_to(zalo, url, "asker", "#tot")  # typed: rates the asker's last answer
+            assert typed.text == FEEDBACK_THANKS and log.question(question_id)["feedback"] == 1
+            assert {s.quota_type for s in zalo.sent} == {"reply"} and zalo.refused == []
+
+    asyncio.run(scenario())
+    desk.close()
