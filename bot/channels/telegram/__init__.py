@@ -177,7 +177,7 @@ class TelegramChannel:
             try:
                 sent.append(await self._retry(lambda part=part, kwargs=kwargs: bot.send_message(chat_id, part,
                                                                                                **kwargs)))
-            except NotSent:
+            except (NotSent, BadRequest):  # not delivered: the caller apologises
                 raise
             except NetworkError as e:
                 log.warning("message %d of %d to chat %s may not have been delivered (%s); not sent again", i + 1,

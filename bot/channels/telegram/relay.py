@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from telegram import ForceReply, Update
-from telegram.error import NetworkError, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, MessageHandler, filters
 
 from bot.service.handoff import Courier, Delivery, Handoff, MaybeDelivered, Undeliverable, staff_text
@@ -97,6 +97,8 @@ class StaffRelay:
                 await bot.send_message(int(address), text)
             except NotSent:
                 raise  # Telegram did not take it: the reply stays queued for the next pass
+            except BadRequest as e:  # refused (chat not found…): it will never go through
+                raise Undeliverable(str(e)) from e
             except NetworkError as e:  # a timeout, a lost connection: it may have arrived; never sent twice
                 raise MaybeDelivered(str(e)) from e
             except (TelegramError, ValueError) as e:  # blocked, chat gone
