@@ -241,6 +241,8 @@ class ZaloClient:
                         pause = max(pause, _retry_after(response.headers.get("Retry-After")))
                         log.warning("Zalo OA API answered HTTP %s; sending again in %.1f s (attempt %d of %d)",
                                     response.status, min(pause, self.max_pause), attempt, self.attempts)
+                    elif 400 <= response.status < 500:  # refused as a request: nothing was delivered, nor will be
+                        raise NotDelivered(f"Zalo OA API answered HTTP {response.status} {response.reason}")
                     elif not 200 <= response.status < 300:
                         raise MaybeDelivered(f"Zalo OA API answered HTTP {response.status} {response.reason}")
                     else:
