@@ -283,6 +283,8 @@ def build_index(
         manifest = read_manifest(root)
         if manifest and manifest.get("fingerprint") == stamp and not force:
             report.up_to_date, report.version, report.chunks = True, current_version(root) or "", manifest["chunks"]
+            # a build killed after its switch left the versions before it: keep the serving one and the newest other
+            _remove_old_versions(root, keep={report.version, *[v for v in versions(root) if v != report.version][:1]})
             return report
 
         chunks: list[Chunk] = [c for e in kb.entries.values() for c in chunk_entry(e)]
