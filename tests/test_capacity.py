@@ -121,7 +121,8 @@ def test_each_citizen_is_answered_in_the_order_they_asked(shipped, tmp_path):
     try:
         replies = asyncio.run(crowd())
     finally:
-        desk.close()
+        desk.close()  # closes the log too: read it again
+    log = QuestionLog(tmp_path / "q.db", b"k")
     key = log.user_key("web", "me")
     stored = [r["question"] for r in log.questions() if r["user_key"] == key]
     log.close()
@@ -139,7 +140,8 @@ def test_over_capacity_a_citizen_gets_the_busy_reply_at_once_and_it_is_logged(sh
     try:
         replies = asyncio.run(crowd())
     finally:
-        desk.close()  # the busy replies' log writes are flushed
+        desk.close()  # the busy replies' log writes are flushed (and the log closed: read it again)
+    log = QuestionLog(tmp_path / "q.db", b"k")
     busy = [r for r in replies if r.busy]
     answered = [r for r in replies if not r.busy]
     assert len(answered) == 2 and len(busy) == len(QUESTIONS) - 2  # nothing lost: each got one or the other
