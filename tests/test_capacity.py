@@ -140,7 +140,7 @@ def test_over_capacity_a_citizen_gets_the_busy_reply_at_once_and_it_is_logged(sh
     try:
         replies = asyncio.run(crowd())
     finally:
-        desk.close()  # the busy replies' log writes are flushed
+        desk.close()  # the busy replies' log writes are flushed (and the log closed: read it again)
     busy = [r for r in replies if r.busy]
     answered = [r for r in replies if not r.busy]
     assert len(answered) == 2 and len(busy) == len(QUESTIONS) - 2  # nothing lost: each got one or the other

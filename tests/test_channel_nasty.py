@@ -88,7 +88,7 @@ def test_a_full_webhook_run_logs_no_secret_and_no_personal_data(loop, shipped, t
                         await asyncio.sleep(0.1)
                 statuses.append(await fake.deliver(url, {"update_id": 2, "message": fake.message(
                     4001, text="lệ phí cấp hộ chiếu")}, None))
-                fake.fail("sendMessage", 500)
+                fake.fail("sendMessage", 503)  # not taken: sent again (a 500 may hide a delivery: never resent)
                 fake.fail("sendMessage", 429, retry_after=1)
                 questions = [f"CCCD của tôi là {PERSONAL[0]}, sđt {PERSONAL[1]}, email {PERSONAL[2]}, làm hộ chiếu ở đâu",
                              "lệ phí cấp hộ chiếu", "/stats", "<script>alert(1)</script>"]

@@ -65,7 +65,7 @@ def test_rate_limited_citizens_get_a_polite_wait_and_nothing_is_answered(shipped
     assert not desk.ask("test", "someone-else", "khai tử").limited
 
 
-def test_async_channels_get_every_answer_in_order(shipped):
+def test_async_channels_get_every_answer(shipped):
     desk = Desk(shipped)
 
     async def many():
@@ -76,3 +76,29 @@ def test_async_channels_get_every_answer_in_order(shipped):
     desk.close()
     assert [r.answer.kind for r in replies] == ["answer", "greeting", "empty", "answer"]
     assert replies[0].answer.entry_id == "cap-ho-chieu"
+
+
+def test_one_citizens_questions_are_answered_in_the_order_asked(shipped):
+    """Sent at once, on several workers: a slow question, a follow-up about it and a quick greeting. They finish
+    in the order asked (the order they were answered, not the order gather returns them), and the follow-up is
+    answered about the procedure of the question before it."""
+    desk = Desk(shipped, workers=4, rate_count=0)
+    questions = ["làm hộ chiếu phổ thông cho người lần đầu cần những giấy tờ gì và nộp ở đâu", "Lệ phí bao nhiêu?",
+                 "xin chào"]
+
+    async def burst():
+        finished: list[int] = []
+        tasks = []
+        for n, question in enumerate(questions):
+            task = asyncio.ensure_future(desk.aask("test", "one-citizen", question))
+            task.add_done_callback(lambda _, n=n: finished.append(n))
+            tasks.append(task)
+        replies = await asyncio.gather(*tasks)
+        return finished, replies
+
+    finished, replies = asyncio.run(burst())
+    desk.close()
+    assert finished == [0, 1, 2]
+    assert replies[0].answer.entry_id == "cap-ho-chieu"
+    assert replies[1].answer.entry_id == "cap-ho-chieu" and replies[1].answer.kind == "answer"
+    assert replies[2].answer.kind == "greeting"

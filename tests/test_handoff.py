@@ -49,7 +49,7 @@ def test_round_trip_through_the_desk(desk):
     declined = desk.ask("telegram", "4242", "thủ tục nuôi cá sấu làm cảnh ở đâu")
     assert first.answer.kind == "answer" and BUTTON not in first.follow_ups
     assert declined.answer.kind == "decline" and BUTTON in declined.follow_ups
-    desk.feedback(declined.question_id, -1)
+    desk.feedback(declined.question_id, -1, channel="telegram", user="4242")
 
     reply = desk.ask("telegram", "4242", BUTTON[1])  # the button's question text
     assert reply.answer.kind == "handoff" and reply.question_id is None

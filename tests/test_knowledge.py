@@ -186,3 +186,64 @@ def test_dictionary_problems_have_lines(kb_copy):
     kb = load_knowledge([kb_copy], today=TODAY)
     problems = [(p.line, p.message.split(" —")[0]) for p in kb.errors if p.path.endswith("tu-dien.txt")]
     assert problems == [(3, "dòng phải có dạng 'từ = cách gọi đầy đủ; cách gọi khác'"), (4, "'cccd' đã có ở dòng 2")]
+
+
+# --- facts that apply until a date ({den_het: …}) ---
+
+def test_a_fact_with_an_end_date_says_so_and_is_left_out_once_it_has_passed():
+    from bot.engine.knowledge import apply_until
+
+    text = ("- **Lệ phí:** 70.000 đồng.\n"
+            "- Từ 01/7/2025 chỉ thu 50%, tức **35.000 đồng**\n"
+            "  (Thông tư 64/2025/TT-BTC). {den_het: 2026-12-31}\n"
+            "- Nhận qua bưu chính: trả cước.")
+    before = apply_until(text, dt.date(2026, 12, 31))
+    assert "(Thông tư 64/2025/TT-BTC), áp dụng đến hết 31/12/2026." in before and "den_het" not in before
+    after = apply_until(text, dt.date(2027, 1, 1))
+    assert after == "- **Lệ phí:** 70.000 đồng.\n- Nhận qua bưu chính: trả cước."  # the whole item, both lines
+    section = "{den_het: 2026-12-31}\nMột quy định chuyển tiếp."
+    assert apply_until(section, dt.date(2026, 6, 1)).startswith("Nội dung dưới đây áp dụng đến hết 31/12/2026.")
+    assert apply_until(section, dt.date(2027, 1, 1)) == ""
+
+
+def test_check_warns_30_days_before_an_end_date_and_refuses_the_base_after_it(kb_copy):
+    path = kb_copy / "thu-tuc/dang-ky-ket-hon.md"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(
+        "Kết hôn của công dân Việt Nam cư trú ở trong nước được miễn lệ phí.\n",
+        "Kết hôn của công dân Việt Nam cư trú ở trong nước được miễn lệ phí.\n\n"
+        "- Một mức giảm thử nghiệm. {den_het: 2026-12-31}\n- Mức khác. {den_het: 2026-02-30}\n"), encoding="utf-8")
+    line = text.split("\n").index("Kết hôn của công dân Việt Nam cư trú ở trong nước được miễn lệ phí.") + 3
+    far = load_knowledge([kb_copy], today=dt.date(2026, 11, 1))
+    assert [str(p) for p in far.problems if "den_het" in p.message or "áp dụng đến" in p.message] == [
+        f"kb/thu-tuc/dang-ky-ket-hon.md:{line + 1}: 'den_het' phải là ngày dạng 2026-12-31, đang là '2026-02-30' — "
+        "viết ngày cuối cùng còn áp dụng theo dạng năm-tháng-ngày"]
+    near = load_knowledge([kb_copy], today=dt.date(2026, 12, 5))
+    [warning] = [w for w in near.warnings if "áp dụng đến" in w.message]
+    assert (warning.path, warning.line) == ("kb/thu-tuc/dang-ky-ket-hon.md", line)
+    assert "còn 26 ngày" in warning.message
+    past = load_knowledge([kb_copy], today=dt.date(2027, 1, 1))
+    [error] = [e for e in past.errors if "áp dụng đến" in e.message]
+    assert (error.path, error.line) == ("kb/thu-tuc/dang-ky-ket-hon.md", line) and "đã hết hạn" in error.message
+
+
+def test_every_time_limited_fact_in_the_shipped_base_carries_its_end_date():
+    """A fee reduction 'until 31/12/2026' written as plain text would be told to citizens after it lapsed: every
+    paragraph or item naming an end date still to come states it as {den_het: …}, and so does every 50% reduction."""
+    import re
+
+    from bot.engine.knowledge import _blocks
+
+    end = re.compile(r"(?:đến|tới) hết (?:ngày )?(\d{1,2})/(\d{1,2})/(\d{4})")
+    missing = []
+    for path in sorted((ROOT / "knowledge").rglob("*.md")):
+        if "mau" in path.parts or path.name == "README.md":
+            continue
+        lines = path.read_text(encoding="utf-8").split("\n")
+        for block in _blocks(lines):
+            text = " ".join(lines[i] for i in block)
+            future = [m for m in end.finditer(text) if dt.date(int(m[3]), int(m[2]), int(m[1])) >= dt.date.today()]
+            reduction = re.search(r"(?:chỉ )?thu 50%|giảm 50%", text)
+            if (future or reduction) and "{den_het:" not in text:
+                missing.append(f"{path.relative_to(ROOT)}:{block[0] + 1}: {text[:90]}")
+    assert not missing, "\n".join(missing)

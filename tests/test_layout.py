@@ -110,3 +110,14 @@ def test_every_package_says_what_lives_there_and_what_it_may_import():
         assert doc, f"{init.relative_to(ROOT)} has no docstring"
         if init.parent != BOT:
             assert "import" in doc, f"{init.relative_to(ROOT)}: its docstring should say what the package may import"
+
+
+def test_no_test_turns_an_import_failure_of_the_bot_into_a_skip():
+    """`pytest.importorskip("bot.…")` would report a broken module as skipped, not failed."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "importorskip" and node.args
+                    and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("bot")):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, found

@@ -235,7 +235,9 @@ def test_open_desk_logs_masked_questions(small_index, encoder, monkeypatch):
     try:
         reply = desk.ask("telegram", "987654321", "đăng ký khai sinh cần giấy tờ gì? CCCD 001099012345, sđt 0912345678")
         assert reply.question_id is not None
-        assert desk.feedback(reply.question_id, -1) is True
+        assert desk.feedback(reply.question_id, -1, channel="telegram", user="987654321") is True
+        assert desk.feedback(reply.question_id, 1, channel="telegram", user="123") is False  # not the asker
+        assert desk.feedback(reply.question_id, 1, channel="web", user="987654321") is False  # not its channel
         row = desk.log.question(reply.question_id)  # type: ignore[union-attr]
         assert "001099012345" not in row["question"] and "0912345678" not in row["question"]
         assert row["feedback"] == -1 and row["kind"] == reply.answer.kind

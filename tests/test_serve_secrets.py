@@ -57,7 +57,7 @@ def test_a_full_serve_run_logs_no_secret_and_no_personal_data(shipped, tmp_path)
                             (await zalo.deliver(hook, zalo.text_event("forger", "xin chào"), signature="mac=" + "0" * 64))[0],
                             (await zalo.deliver(hook, zalo.text_event("forger", "xin chào"), signature=""))[0],
                             (await zalo.deliver(hook, zalo.text_event(
-                                "forger", "xin chào", timestamp=str(int(time.time() * 1000) - 3_600_000))))[0],
+                                "forger", "xin chào", timestamp=str(int(time.time() * 1000) - 7_200_000))))[0],
                         ]
                         first = zalo.text_event("citizen-1", f"CCCD của tôi là {PERSONAL[0]}, sđt {PERSONAL[1]}, "
                                                              f"email {PERSONAL[2]}, làm hộ chiếu ở đâu")
@@ -67,7 +67,7 @@ def test_a_full_serve_run_logs_no_secret_and_no_personal_data(shipped, tmp_path)
                         zalo.expire_token()
                         statuses.append((await zalo.deliver(hook, zalo.text_event("citizen-2", "lệ phí khai sinh")))[0])
                         zalo.break_next("503")
-                        zalo.break_next("drop")
+                        zalo.break_next("429")  # both say Zalo did not take the message: it is sent again
                         statuses.append((await zalo.deliver(hook, zalo.text_event("citizen-3", "đăng ký kết hôn")))[0])
                         async with http.post(f"{base}/api/ask", json={
                                 "question": f"tôi tên Trần Thị B, sđt {PERSONAL[1]}, lệ phí hộ chiếu", "user": "w1"}) as r:
@@ -86,7 +86,8 @@ def test_a_full_serve_run_logs_no_secret_and_no_personal_data(shipped, tmp_path)
     code, statuses, output, sent, refreshes, refreshed = asyncio.run(scenario())
     text = output.decode("utf-8", "replace")
     assert code == 0, text[-2000:]
-    assert statuses == [401, 401, 401, 200, 200, 200, 200, 200], text[-2000:]
+    # forged, unsigned: 401; genuine but an hour old: 200, logged for staff and not answered
+    assert statuses == [401, 401, 200, 200, 200, 200, 200, 200], text[-2000:]
     assert "forger" not in {s.user_id for s in sent}
     assert refreshes == 1
     assert "Zalo OA API answered HTTP 503" in text  # the run did log, and the faults were met

@@ -4,6 +4,7 @@ the local fake Bot API server (tests/fake_telegram.py), answering from the shipp
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -13,9 +14,11 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from telegram import Update
+from telegram.ext import TypeHandler
 
 from bot.channels.render import html_visible, split_html, telegram_html
-from bot.channels.telegram import ALLOWED_UPDATES, EDITED_NOTE, TelegramChannel
+from bot.channels.telegram import ALLOWED_UPDATES, EDITED_NOTE, NOT_YOURS, TelegramChannel
 from bot.config import ROOT
 from bot.engine.answer import Answer, Source
 from bot.engine.phrases import NON_TEXT
@@ -52,7 +55,26 @@ def make_channel(assistant, log: QuestionLog | None = None) -> TelegramChannel:
     cfg = replace(cfg, telegram=replace(cfg.telegram, admins=(str(ADMIN),)))
     handoff = Handoff(log, assistant.data.hotline) if log is not None else None
     desk = Desk(assistant, log=log, handoff=handoff, rate_count=8)
-    return TelegramChannel(desk, cfg, retry_delay=0.05, typing_after=0.0)
+    return TelegramChannel(desk, cfg, retry_delay=0.05, typing_after=0.0, timeout=3.0)
+
+
+class Handled:
+    """Which updates the application has finished with: a handler in a last group runs once the others are done
+    (python-telegram-bot handles an update's groups in order), so a test waits for that instead of sleeping."""
+
+    def __init__(self, app):
+        self.ids: set[int] = set()
+        self.changed = asyncio.Condition()
+        app.add_handler(TypeHandler(Update, self.done), group=99)
+
+    async def done(self, update, context) -> None:
+        self.ids.add(update.update_id)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait(self, *update_ids: int, timeout: float = 60) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: set(update_ids) <= self.ids), timeout)
 
 
 class Polling:
@@ -66,6 +88,7 @@ class Polling:
     async def start(self):
         await self.fake.start()
         self.app = self.channel.build(self.fake.token, self.fake.base_url)
+        self.handled = Handled(self.app)
         await self.app.initialize()
         await self.app.updater.start_polling(poll_interval=0, timeout=1, allowed_updates=ALLOWED_UPDATES)
         await self.app.start()
@@ -79,14 +102,13 @@ class Polling:
         self.channel.desk.close()
 
     async def ask(self, user: int, text: str, **kw):
-        """The citizen types; returns the bot's new messages once the last one (with buttons, if any) arrived."""
+        """The citizen types; returns the bot's new messages once the bot has finished with the message."""
         before = len(self.fake.messages(kw.get("chat", user)))
-        self.fake.text(user, text, **kw)
-        return await self.reply(kw.get("chat", user), before)
+        return await self.reply(kw.get("chat", user), before, self.fake.text(user, text, **kw))
 
-    async def reply(self, chat: int, before: int):
-        await self.fake.wait_for_messages(chat, 1, after=before)
-        await asyncio.sleep(0.05)  # a split answer's later parts
+    async def reply(self, chat: int, before: int, update_id: int):
+        """The bot's new messages to `chat` (beyond the first `before`) once it has finished with the update."""
+        await self.handled.wait(update_id)
         return self.fake.messages(chat)[before:]
 
 
@@ -128,7 +150,7 @@ def test_question_answered_with_sources_and_buttons(loop, bot):
     urls = [b["url"] for b in message.buttons if "url" in b]
     assert urls and all(u.startswith("https://") for u in urls)
     feedback = [b["callback_data"] for b in message.buttons if b.get("callback_data", "").startswith("fb:")]
-    assert len(feedback) == 2 and feedback[0].endswith(":1") and feedback[1].endswith(":-1")
+    assert feedback == [f"fb:{feedback[0].split(':')[1]}:1:1001", f"fb:{feedback[0].split(':')[1]}:-1:1001"]
     assert bot.fake.calls_of("sendChatAction")[-1].params["action"] == "typing"
 
 
@@ -137,8 +159,7 @@ def test_follow_up_by_button_and_by_text(loop, bot):
         first = (await bot.ask(1002, "làm hộ chiếu ở đâu"))[-1]
         data = next(b["callback_data"] for b in first.buttons if b["text"] == "Lệ phí")
         before = len(bot.fake.messages(1002))
-        bot.fake.click(1002, first, data)
-        by_button = (await bot.reply(1002, before))[-1]
+        by_button = (await bot.reply(1002, before, bot.fake.click(1002, first, data)))[-1]
         answered = [c for c in bot.fake.calls_of("answerCallbackQuery") if not c.error]
         typed = (await bot.ask(1002, "còn thời hạn thì sao?"))[-1]
         return first, by_button, typed, answered
@@ -157,8 +178,8 @@ def test_decline_offers_the_closest_entries_as_buttons(loop, bot):
         closest = [b for b in declined.buttons if b.get("callback_data", "").startswith(("q:", "t:"))
                    and b["text"] != HANDOFF_BUTTON[0]]
         before = len(bot.fake.messages(1004))
-        bot.fake.click(1004, declined, closest[0]["callback_data"])
-        return declined, closest, (await bot.reply(1004, before))[-1]
+        return declined, closest, (await bot.reply(1004, before, bot.fake.click(1004, declined,
+                                                                                closest[0]["callback_data"])))[-1]
 
     declined, closest, chosen = run(loop, scenario())
     assert declined.text.startswith("Xin lỗi") and HOTLINE in declined.text and "Có thể bạn muốn hỏi:" in declined.text
@@ -173,13 +194,12 @@ def test_feedback_click_is_stored_and_removes_the_buttons(loop, bot):
         answer = (await bot.ask(1003, "lệ phí đăng ký kết hôn"))[-1]
         data = next(b["callback_data"] for b in answer.buttons if b["text"].startswith("👎"))
         clicks = len(bot.fake.calls_of("answerCallbackQuery"))
-        bot.fake.click(1003, answer, data)
-        await bot.fake.wait_until(lambda: answer.edits)
+        await bot.handled.wait(bot.fake.click(1003, answer, data))
         return answer, data, bot.fake.calls_of("answerCallbackQuery")[clicks:], bot.fake.calls_of("editMessageReplyMarkup")
 
     answer, data, answered, edits = run(loop, scenario())
     question_id = int(data.split(":")[1])
-    assert len(data.encode()) <= 64
+    assert len(data.encode()) <= 64 and data.endswith(":1003")  # the asker's id: only their click counts
     stored = bot.log.question(question_id)  # the real question log
     assert stored is not None and stored["feedback"] == -1 and stored["question"] == "lệ phí đăng ký kết hôn"
     assert stored["channel"] == "telegram" and stored["user_key"] == bot.log.user_key("telegram", "1003")
@@ -195,8 +215,7 @@ def test_non_text_messages_get_a_note(loop, bot):
         replies = {}
         for i, kind in enumerate(("sticker", "photo", "voice", "document", "location")):
             user = 1010 + i
-            bot.fake.non_text(user, kind)
-            replies[kind] = await bot.reply(user, 0)
+            replies[kind] = await bot.reply(user, 0, bot.fake.non_text(user, kind))
         return replies
 
     for kind, sent in run(loop, scenario()).items():
@@ -212,23 +231,72 @@ def test_429_and_5xx_survived_nothing_lost(loop, bot):
     async def scenario():
         bot.fake.fail("getUpdates", 502)
         bot.fake.fail("sendMessage", 429, retry_after=1)
-        bot.fake.fail("sendMessage", 500)
+        bot.fake.fail("sendMessage", 503)
         before = len(bot.fake.calls)
-        sent = await bot.ask(1030, "thời hạn cấp lý lịch tư pháp")
-        await asyncio.sleep(0.3)
+        sent = await bot.ask(1030, "thời hạn cấp lý lịch tư pháp")  # returns once the bot is done with it
         return sent, bot.fake.calls[before:], bot.fake.messages(1030)
 
     sent, calls, all_sent = run(loop, scenario())
     sends = [c for c in calls if c.method == "sendmessage"]
-    assert [c.error.split(":")[0] for c in sends] == ["Too Many Requests", "Internal Server Error", ""]
+    assert [c.error.split(":")[0] for c in sends] == ["Too Many Requests", "Service Unavailable", ""]
     assert sends[1].at - sends[0].at >= 1.0  # retry_after respected
     assert any(c.method == "getupdates" and c.error == "Bad Gateway" for c in calls)
     assert len(all_sent) == 1 and "lý lịch tư pháp" in all_sent[0].text.lower()  # answered exactly once
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_that_may_hide_a_delivery_is_not_sent_again_and_gets_no_apology(loop, bot, status, caplog):
+    user = 1130 + status % 100  # 1130, 1132, 1134: chats no other test uses
+
+    async def scenario():
+        bot.fake.fail("sendMessage", status)  # a resend or an apology would show as a second call
+        before = len(bot.fake.calls_of("sendMessage"))
+        await bot.ask(user, "thời hạn cấp lý lịch tư pháp")
+        return [c for c in bot.fake.calls_of("sendMessage")[before:] if c.params["chat_id"] == user]
+
+    with caplog.at_level(logging.WARNING, logger="bot.telegram"):
+        calls = run(loop, scenario())
+    assert len(calls) == 1 and calls[0].error  # one try, refused with the 5xx: not sent again, no apology after it
+    assert any("may not have been delivered" in r.getMessage() for r in caplog.records)
+
+
+def test_delivered_then_the_connection_hangs_gives_exactly_one_answer_and_no_apology(loop, bot, caplog):
+    async def scenario():
+        bot.fake.hang_after_delivery("sendMessage")  # Telegram delivers the answer; its response never comes back
+        sent = await bot.ask(1035, "lệ phí đăng ký kết hôn")  # returns once the bot gave up waiting (3 s)
+        return sent, [c for c in bot.fake.calls_of("sendMessage") if c.params["chat_id"] == 1035]
+
+    with caplog.at_level(logging.WARNING, logger="bot.telegram"):
+        sent, calls = run(loop, scenario())
+    assert len(sent) == 1 and "kết hôn" in sent[0].text.lower()  # exactly one answer
+    assert len(calls) == 1 and not any("Xin lỗi" in m.text for m in sent)  # not sent again, no apology
+    assert any("may not have been delivered" in r.getMessage() for r in caplog.records)
+
+
+def test_only_the_asker_can_rate_an_answer(loop, bot):
+    group = -5002
+
+    async def scenario():
+        [answer] = await bot.ask(1201, "lệ phí đăng ký kết hôn", chat=group, mention=True)
+        down = next(b["callback_data"] for b in answer.buttons if b["text"].startswith("👎"))
+        up = next(b["callback_data"] for b in answer.buttons if b["text"].startswith("👍"))
+        before = len(bot.fake.calls_of("answerCallbackQuery"))
+        await bot.handled.wait(bot.fake.click(1202, answer, down))  # another member of the group
+        stranger = bot.fake.calls_of("answerCallbackQuery")[before:]
+        stored_after_stranger = bot.log.question(int(down.split(":")[1]))["feedback"]
+        edits_after_stranger = list(answer.edits)
+        await bot.handled.wait(bot.fake.click(1201, answer, up))  # the citizen who asked
+        return stranger, stored_after_stranger, edits_after_stranger, int(up.split(":")[1]), answer
+
+    stranger, stored_after_stranger, edits_after_stranger, question_id, answer = run(loop, scenario())
+    assert [c.params.get("text") for c in stranger] == [NOT_YOURS] and stored_after_stranger is None
+    assert edits_after_stranger == [] and len(answer.edits) == 1  # only the asker's click removed the buttons
+    assert bot.log.question(question_id)["feedback"] == 1
+
+
 def test_error_handler_apologises_and_keeps_running(loop, bot):
     async def scenario():
-        bot.fake.fail("sendMessage", 500, times=4)  # the first try and the three retries
+        bot.fake.fail("sendMessage", 503, times=4)  # the first try and the three retries: never taken
         apology = await bot.ask(1040, "đăng ký tạm trú cần gì")
         answer = await bot.ask(1040, "đăng ký tạm trú cần gì")
         return apology, answer
@@ -268,7 +336,7 @@ def test_groups_answer_only_when_mentioned_or_replied_to(loop, bot):
     group = -5001
 
     async def scenario():
-        bot.fake.text(1070, "thủ tục đăng ký kết hôn", chat=group)  # talk among members: ignored
+        await bot.handled.wait(bot.fake.text(1070, "thủ tục đăng ký kết hôn", chat=group))  # members' talk: ignored
         mentioned = await bot.ask(1071, "lệ phí đăng ký kết hôn", chat=group, mention=True)
         replied = await bot.ask(1072, "còn thời hạn thì sao?", chat=group, reply_to=mentioned[-1])
         return mentioned, replied, [c for c in bot.fake.calls_of("sendMessage") if c.params["chat_id"] == group]
@@ -281,8 +349,7 @@ def test_groups_answer_only_when_mentioned_or_replied_to(loop, bot):
 
 def test_edited_and_long_messages(loop, bot):
     async def scenario():
-        bot.fake.edit(1080, 5, "làm hộ chiếu ở đâu")
-        edited = await bot.reply(1080, 0)
+        edited = await bot.reply(1080, 0, bot.fake.edit(1080, 5, "làm hộ chiếu ở đâu"))
         long = await bot.ask(1081, "đăng ký khai sinh cần gì " + "xin hỏi thêm " * 300)
         return edited, long
 
@@ -306,7 +373,7 @@ def test_long_answer_split_into_valid_messages(loop, bot):
     reply = Reply(Answer("q", "answer", title="Thủ tục dài", parts=[("Các bước", body)]), question_id=1)
 
     async def scenario():
-        await bot.channel.send(bot.app.bot, 1100, telegram_html(reply), bot.channel.keyboard(reply))
+        await bot.channel.send(bot.app.bot, 1100, telegram_html(reply), bot.channel.keyboard(reply, 1100))
         return bot.fake.messages(1100)
 
     sent = run(loop, scenario())
@@ -330,6 +397,7 @@ def test_webhook_checks_the_secret(loop, shipped):
     async def scenario():
         fake = await FakeTelegram().start()
         app = channel.build(fake.token, fake.base_url)
+        handled = Handled(app)
         port = free_port()
         await app.initialize()
         await app.updater.start_webhook(listen="127.0.0.1", port=port, url_path="telegram", secret_token=secret,
@@ -340,10 +408,9 @@ def test_webhook_checks_the_secret(loop, shipped):
             url = f"http://127.0.0.1:{port}/telegram"
             update = {"update_id": 1, "message": fake.message(2001, text="làm thẻ căn cước cần gì")}
             statuses = [await fake.deliver(url, update, "wrong-secret"), await fake.deliver(url, update, None)]
-            await asyncio.sleep(0.5)
-            nothing = list(fake.sent)
+            nothing = list(fake.sent)  # a refused update is never queued: nothing can come of it later
             statuses.append(await fake.deliver(url, update, secret))
-            await fake.wait_for_messages(2001)
+            await handled.wait(1)
             return statuses, nothing, fake.messages(2001), fake.webhook, fake.problems
         finally:
             await app.updater.stop()
@@ -355,7 +422,7 @@ def test_webhook_checks_the_secret(loop, shipped):
     statuses, nothing, sent, webhook, problems = run(loop, scenario())
     assert statuses == [403, 403, 200]
     assert nothing == []
-    assert "căn cước" in sent[-1].text.lower()
+    assert len(sent) == 1 and "căn cước" in sent[-1].text.lower()  # the update is answered once
     assert webhook == {"url": "https://bot.example.gov.vn/telegram", "secret_token": secret,
                        "allowed_updates": ALLOWED_UPDATES}
     assert problems == []

@@ -105,14 +105,91 @@ def test_ask_returns_the_answer_with_cited_sources_and_follow_ups(server, desk):
 
 def test_feedback_is_stored_in_the_question_log(server, qlog):
     _, body, _ = call("POST", server.url + "/api/ask", json={"question": "le phi dang ky ket hon", "user": "fb-1"})
-    qid = body["question_id"]
-    assert call("POST", server.url + "/api/feedback", json={"question_id": qid, "value": -1})[:2] == (200, {"ok": True})
+    qid, token = body["question_id"], body["token"]
+    assert isinstance(token, str) and len(token) == 32
+    vote = {"question_id": qid, "value": -1, "token": token}
+    assert call("POST", server.url + "/api/feedback", json=vote)[:2] == (200, {"ok": True})
     assert qlog.question(qid)["feedback"] == -1
-    assert call("POST", server.url + "/api/feedback", json={"question_id": 10**9, "value": 1})[:2] == (200, {"ok": False})
-    for bad in ({"question_id": qid, "value": 5}, {"question_id": "x", "value": 1}, {"value": True, "question_id": qid}):
+    assert call("POST", server.url + "/api/feedback", json={**vote, "question_id": 10**9})[:2] == (200, {"ok": False})
+    for bad in ({**vote, "value": 5}, {**vote, "question_id": "x"}, {**vote, "value": True}, {"question_id": qid,
+                                                                                               "value": 1}):
         status, body, _ = call("POST", server.url + "/api/feedback", json=bad)
         assert status == 400 and "question_id" in body["error"]
     assert qlog.question(qid)["feedback"] == -1
+
+
+def test_only_the_holder_of_an_answers_token_can_rate_it(server, qlog):
+    _, mine, _ = call("POST", server.url + "/api/ask", json={"question": "lệ phí cấp hộ chiếu", "user": "owner-1"})
+    _, other, _ = call("POST", server.url + "/api/ask", json={"question": "lệ phí cấp hộ chiếu", "user": "other-1"})
+    qid = mine["question_id"]
+    for token in (other["token"], "0" * 32, "", mine["token"].upper(), "\ud800"):  # another answer's, guessed…
+        assert call("POST", server.url + "/api/feedback",
+                    json={"question_id": qid, "value": -1, "token": token})[:2] == (200, {"ok": False}), token
+    assert qlog.question(qid)["feedback"] is None  # a question id alone (sequential, guessable) rates nothing
+    assert call("POST", server.url + "/api/feedback",
+                json={"question_id": qid, "value": 1, "token": mine["token"]})[:2] == (200, {"ok": True})
+    assert qlog.question(qid)["feedback"] == 1
+
+
+def test_a_cross_site_form_post_can_neither_ask_nor_rate(server, qlog):
+    """A page on another site can post a form (or text/plain) without a CORS preflight, never JSON: both endpoints
+    refuse anything but `Content-Type: application/json`."""
+    _, body, _ = call("POST", server.url + "/api/ask", json={"question": "lệ phí khai sinh", "user": "csrf-1"})
+    vote = json.dumps({"question_id": body["question_id"], "value": -1, "token": body["token"]})
+    for path, data in (("/api/ask", json.dumps({"question": "xin chào"})), ("/api/feedback", vote)):
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            status, reply, headers = call("POST", server.url + path, data=data.encode(), headers={"Content-Type": kind})
+            assert status == 415 and "application/json" in reply["error"], (path, kind)
+            assert headers["X-Content-Type-Options"] == "nosniff"
+    assert qlog.question(body["question_id"])["feedback"] is None
+
+
+def test_a_locked_log_delays_only_the_feedback_never_the_server(server, qlog, tmp_path):
+    """Feedback is written off the event loop: while another process holds the log's write lock, the health
+    check and other requests are answered at once; the feedback is stored when the lock goes."""
+    import sqlite3
+    import time
+
+    _, body, _ = call("POST", server.url + "/api/ask", json={"question": "thời hạn cấp hộ chiếu", "user": "lock-1"})
+    vote = {"question_id": body["question_id"], "value": 1, "token": body["token"]}
+    locker = sqlite3.connect(qlog.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process writing (a purge, a report's sample)
+    try:
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                pending = asyncio.ensure_future(session.post(server.url + "/api/feedback", json=vote))
+                deadline = time.monotonic() + 30
+                while qlog.lock.acquire(blocking=False):  # free until the server's write waits on SQLite's lock
+                    qlog.lock.release()
+                    assert time.monotonic() < deadline, "the feedback never reached the log"
+                    await asyncio.sleep(0.01)
+                started = time.monotonic()
+                async with session.get(server.url + "/healthz") as r:
+                    assert r.status == 200
+                quick = time.monotonic() - started
+                assert not pending.done()  # still waiting for the lock
+                locker.execute("COMMIT")
+                async with await pending as r:
+                    return quick, r.status, await r.json()
+
+        quick, status, result = asyncio.run(scenario())
+    finally:
+        if locker.in_transaction:
+            locker.execute("ROLLBACK")
+        locker.close()
+    assert quick < 2.0 and (status, result) == (200, {"ok": True})
+    assert qlog.question(vote["question_id"])["feedback"] == 1
+
+
+def test_security_headers_are_on_every_response_errors_included(server):
+    for method, path, kwargs in (("GET", "/", {}), ("GET", "/static/chat.js", {}), ("GET", "/nowhere", {}),
+                                 ("GET", "/api/ask", {}), ("POST", "/api/ask", {"data": b"x"}),
+                                 ("POST", "/api/ask", {"json": {"question": "x" * 20_000}}),
+                                 ("GET", "/healthz", {})):
+        status, _, headers = call(method, server.url + path, **kwargs)
+        csp = headers.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'self'" in csp and "default-src 'self'" in csp, (path, status)
+        assert headers.get("X-Content-Type-Options") == "nosniff" and headers.get("Referrer-Policy") == "no-referrer"
 
 
 def test_bad_requests_get_clear_vietnamese_errors(server, cfg):
@@ -125,6 +202,8 @@ def test_bad_requests_get_clear_vietnamese_errors(server, cfg):
     assert status == 413 and "quá lớn" in body["error"]
     status, body, _ = call("GET", server.url + "/api/ask")
     assert status == 405 and "Phương thức" in body["error"]
+    status, body, _ = call("POST", server.url + "/api/ask", data=b'{"question": "x"}')  # no JSON content type
+    assert status == 415 and "application/json" in body["error"]
     status, body, _ = call("POST", server.url + "/zalo/webhook", data=b"{}")
     assert status == 503 and "Zalo" in body["error"]
 
@@ -142,7 +221,7 @@ def test_healthz_and_the_page(server, shipped):
     assert body == {"status": "ok", "index_version": shipped.data.version, "entries": len(shipped.data.entries)}
     status, page, headers = call("GET", server.url + "/")
     assert status == 200 and '<html lang="vi">' in page and 'aria-live="polite"' in page
-    assert "frame-ancestors *" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]  # a portal that embeds it names itself
     assert 'src="http' not in page and 'href="http' not in page  # no CDN: everything is served from here
     for asset in ("static/chat.js", "static/chat.css"):
         assert call("GET", f"{server.url}/{asset}")[0] == 200
@@ -194,3 +273,29 @@ def test_the_chat_in_a_real_browser(server, qlog, tmp_path):
         assert errors == []
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_web_citizen_gets_the_staff_reply_by_polling_with_the_ticket_token(shipped, qlog, cfg):
+    from bot.service.handoff import Handoff
+
+    handoff = Handoff(qlog)
+    desk = Desk(shipped, log=qlog, handoff=handoff, rate_count=0)
+    try:
+        with LiveServer(make_app(cfg, desk, env={})) as live:
+            status, body, _ = call("POST", live.url + "/api/ask", json={"question": "tôi muốn gặp cán bộ",
+                                                                        "user": "web-handoff-1"})
+            assert status == 200 and body["kind"] == "handoff" and body["replies"]["user"] == "web-handoff-1"
+            poll = body["replies"]
+            for bad in ({**poll, "token": "0" * 32}, {**poll, "user": "web-handoff-2"}):  # guessed, someone else's
+                assert call("POST", live.url + "/api/replies", json=bad)[0] == 403
+            assert call("POST", live.url + "/api/replies", json=poll)[:2] == (200, {"replies": []})
+            [ticket] = [t for t in handoff.pending_tickets() if t.channel == "web"]
+            handoff.mark_notified(ticket.id, "staff-web-1")
+            handoff.staff_reply("staff-web-1", "Chào bạn, hồ sơ của bạn do UBND xã giải quyết.")
+            status, got, _ = call("POST", live.url + "/api/replies", json=poll)
+            assert status == 200 and len(got["replies"]) == 1 and "UBND xã giải quyết" in got["replies"][0]
+            assert call("POST", live.url + "/api/replies", json=poll)[:2] == (200, {"replies": []})  # handed over once
+            assert call("POST", live.url + "/api/replies", data=json.dumps(poll).encode(),
+                        headers={"Content-Type": "text/plain"})[0] == 415
+    finally:
+        desk.close()

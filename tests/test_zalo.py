@@ -105,6 +105,51 @@ def test_a_question_is_answered_with_sources_links_and_follow_up_buttons(desk, t
     asyncio.run(scenario())
 
 
+def test_answers_are_replies_to_the_citizens_message_not_proactive_messages(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, _):
+            event = zalo.text_event("citizen-q", "làm thẻ căn cước cần giấy tờ gì", msg_id="citizen-msg-1")
+            assert (await zalo.deliver(url, event))[0] == 200
+            sent = await answers(zalo, "citizen-q", 1)
+            assert (await zalo.deliver(url, zalo.attachment_event("citizen-q", "sticker")))[0] == 200
+            await settle(zalo, url)
+            sent = to(zalo, "citizen-q")
+            assert len(sent) >= 2 and NON_TEXT in [s.text for s in sent]
+            # Zalo counted every message as a reply (free), none as a proactive (billed) one.
+            assert [s.quota_type for s in sent] == ["reply"] * len(sent) and zalo.quota("proactive", "citizen-q") == []
+            assert {s.reply_to for s in sent if s.text != NON_TEXT} == {"citizen-msg-1"}
+            # A welcome to a new follower names no message of theirs: Zalo counts it as proactive.
+            assert (await zalo.deliver(url, zalo.follow_event("follower-q")))[0] == 200
+            await settle(zalo, url)
+            assert [s.quota_type for s in to(zalo, "follower-q")] == ["proactive"]
+            assert zalo.refused == []
+
+    asyncio.run(scenario())
+
+
+def test_the_fake_counts_a_message_without_message_id_as_proactive(tmp_path):
+    """The fake's quota rules, against a client that sends the old way (only `recipient.user_id`)."""
+    import aiohttp
+
+    async def scenario():
+        async with FakeZalo() as zalo, aiohttp.ClientSession() as http:
+            zalo._interaction(zalo.text_event("old-way", "xin chào", msg_id="m-1"))
+            headers = {"access_token": zalo.access_token}
+            for recipient in ({"user_id": "old-way"}, {"message_id": "m-1"}, {"message_id": "never-sent"}):
+                async with http.post(f"{zalo.url}/v3.0/oa/message/cs", headers=headers,
+                                     json={"recipient": recipient, "message": {"text": "Trả lời"}}) as r:
+                    assert r.status == 200
+            assert [s.quota_type for s in zalo.sent] == ["proactive", "reply"]
+            assert [r["error"] for r in zalo.refused] == [-201]  # a reply must name a message the citizen sent
+            for _ in range(8):  # 8 replies to one message are free; the 9th is proactive
+                async with http.post(f"{zalo.url}/v3.0/oa/message/cs", headers=headers,
+                                     json={"recipient": {"message_id": "m-1"}, "message": {"text": "Nữa"}}) as r:
+                    quota = (await r.json())["data"]["quota"]["quota_type"]
+            assert quota == "sub_quota" and [s.quota_type for s in zalo.sent].count("reply") == 8
+
+    asyncio.run(scenario())
+
+
 def test_a_duplicate_delivery_is_answered_once(desk, tmp_path):
     async def scenario():
         async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, _):
@@ -120,7 +165,7 @@ def test_a_duplicate_delivery_is_answered_once(desk, tmp_path):
     asyncio.run(scenario())
 
 
-def test_forged_missing_and_replayed_events_are_rejected_and_not_processed(desk, tmp_path):
+def test_forged_and_missing_signatures_are_rejected_and_not_processed(desk, tmp_path):
     async def scenario():
         async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path) as (url, cfg):
             event = zalo.text_event("forger", "lệ phí khai sinh")
@@ -131,10 +176,9 @@ def test_forged_missing_and_replayed_events_are_rejected_and_not_processed(desk,
             tampered = raw.replace("lệ phí".encode(), b"le phi")  # signed body, changed in transit
             assert (await zalo.deliver(url, event, signature=zalo_signature(
                 zalo.app_id, raw, event["timestamp"], zalo.oa_secret_key), body=tampered))[0] == 401
-            old = str(int(event["timestamp"]) - (cfg.zalo.max_age + 60) * 1000)
-            replayed = zalo.text_event("forger", "lệ phí khai sinh", timestamp=old)  # validly signed, but stale
-            status, body = await zalo.deliver(url, replayed)
-            assert status == 401 and "replay" in body
+            old = str(int(event["timestamp"]) - (cfg.zalo.answer_max_age + 60) * 1000)
+            forged_old = zalo.text_event("forger", "lệ phí khai sinh", timestamp=old)  # old, and signed wrongly
+            assert (await zalo.deliver(url, forged_old, signature=wrong_key))[0] == 401
             assert (await zalo.deliver(url, {}, body=b"{not json", signature="mac=00"))[0] == 400
             await settle(zalo, url)
             assert to(zalo, "forger") == []
@@ -142,6 +186,56 @@ def test_forged_missing_and_replayed_events_are_rejected_and_not_processed(desk,
             assert (await zalo.deliver(url, event))[0] == 200
             await settle(zalo, url)
             assert to(zalo, "forger")
+
+    asyncio.run(scenario())
+
+
+def test_a_stale_genuine_event_is_acknowledged_logged_for_staff_and_not_answered(shipped, tmp_path):
+    """After an outage Zalo delivers old events again for hours, and disables a webhook that keeps refusing them:
+    a correctly signed event older than [zalo] answer_max_age gets 200, is not answered, and staff find it in the
+    question log (kind "late"); delivered again, it is a duplicate."""
+    from bot.service.qlog import QuestionLog
+
+    log = QuestionLog(tmp_path / "questions.db", b"test-key")
+    desk = Desk(shipped, log=log, rate_count=0)
+
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path / "site") as (url, cfg):
+            old = str(int(zalo._stamp()) - (cfg.zalo.answer_max_age + 600) * 1000)
+            stale = zalo.text_event("late-citizen", "lệ phí cấp hộ chiếu 0912345678", timestamp=old)
+            status, body = await zalo.deliver(url, stale)
+            assert (status, json.loads(body)) == (200, {"status": "late"})
+            status, body = await zalo.deliver(url, stale)  # Zalo's next retry of the same event
+            assert (status, json.loads(body)) == (200, {"status": "duplicate"})
+            fresh = zalo.text_event("late-citizen", "xin chào")
+            assert (await zalo.deliver(url, fresh))[0] == 200
+            async with zalo._changed:  # the stale event made no task: nothing of it can arrive after the greeting
+                await asyncio.wait_for(zalo._changed.wait_for(lambda: to(zalo, "late-citizen")), 60)
+            return [s.text for s in to(zalo, "late-citizen")]
+
+    texts = asyncio.run(scenario())
+    desk.close()  # finishes the side thread's writes
+    assert len(texts) == 1 and "hộ chiếu" not in texts[0].lower()  # only the greeting
+    log = QuestionLog(tmp_path / "questions.db", b"test-key")
+    [late] = [r for r in log.questions() if r["kind"] == "late"]
+    assert late["question"] == "lệ phí cấp hộ chiếu [số điện thoại]" and late["channel"] == "zalo"
+    assert late["user_key"] == log.user_key("zalo", "late-citizen") and late["declined"] == 1
+    log.close()
+
+
+def test_deduplication_survives_a_restart(desk, tmp_path):
+    async def scenario():
+        async with FakeZalo() as zalo:
+            event = zalo.text_event("citizen-r", "lệ phí đăng ký kết hôn", msg_id="before-restart")
+            async with bot_for(zalo, desk, tmp_path) as (url, _):
+                assert (await zalo.deliver(url, event))[0] == 200
+                await answers(zalo, "citizen-r", 1)
+            before = len(to(zalo, "citizen-r"))
+            async with bot_for(zalo, desk, tmp_path) as (url, _):  # restarted; Zalo retries the same event
+                status, body = await zalo.deliver(url, event)
+                assert (status, json.loads(body)) == (200, {"status": "duplicate"})
+                await settle(zalo, url)
+            assert len(to(zalo, "citizen-r")) == before
 
     asyncio.run(scenario())
 
@@ -246,6 +340,47 @@ def test_a_staff_reply_reaches_the_citizen_who_asked_for_a_person_on_zalo(shippe
                     lambda: any("UBND xã giải quyết" in s.text for s in to(zalo, "citizen-h"))), 30)
             assert await asyncio.to_thread(handoff.pending_replies, "zalo") == []
             assert zalo.refused == []
+            # The staff reply answers the citizen's own message: Zalo counts it as a reply, not a proactive message.
+            assert [s.quota_type for s in to(zalo, "citizen-h")] == ["reply"] * len(to(zalo, "citizen-h"))
+
+    asyncio.run(scenario())
+    desk.close()
+
+
+def test_thumbs_on_zalo_come_as_quick_replies_and_count_only_from_the_asker(shipped, tmp_path):
+    from bot.channels.zalo import FEEDBACK_ASK, FEEDBACK_THANKS, FEEDBACK_UNKNOWN
+    from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+    from bot.service.handoff import Handoff
+    from bot.service.qlog import QuestionLog
+
+    log = QuestionLog(tmp_path / "questions.db", b"test-key")
+    desk = Desk(shipped, log=log, handoff=Handoff(log), rate_count=0)
+
+    async def reply_to(zalo, url, user, text):
+        before = len(to(zalo, user))
+        assert (await zalo.deliver(url, zalo.text_event(user, text)))[0] == 200
+        async with zalo._changed:
+            await asyncio.wait_for(zalo._changed.wait_for(lambda: len(to(zalo, user)) > before), 60)
+        return to(zalo, user)[before:]
+
+    async def scenario():
+        async with FakeZalo() as zalo, bot_for(zalo, desk, tmp_path / "site") as (url, _):
+            assert (await zalo.deliver(url, zalo.text_event("asker", "lệ phí đăng ký kết hôn")))[0] == 200
+            async with zalo._changed:
+                await asyncio.wait_for(zalo._changed.wait_for(
+                    lambda: any(s.text == FEEDBACK_ASK for s in to(zalo, "asker"))), 60)
+            ask = to(zalo, "asker")[-1]
+            assert ask.text == FEEDBACK_ASK and [b["title"] for b in ask.buttons] == ["👍 Hữu ích", "👎 Chưa đúng"]
+            down = ask.buttons[1]["payload"]
+            question_id = int(down.split()[1])
+            [stranger] = await reply_to(zalo, url, "stranger", down)  # someone else sends the same payload
+            assert stranger.text == FEEDBACK_UNKNOWN and log.question(question_id)["feedback"] is None
+            [thanks] = await reply_to(zalo, url, "asker", down)  # the asker taps 👎
+            assert thanks.text == FEEDBACK_THANKS and [b["title"] for b in thanks.buttons] == [HANDOFF_BUTTON[0]]
+            assert log.question(question_id)["feedback"] == -1
+            [typed] = await reply_to(zalo, url, "asker", "#tot")  # typed: rates the asker's last answer
+            assert typed.text == FEEDBACK_THANKS and log.question(question_id)["feedback"] == 1
+            assert {s.quota_type for s in zalo.sent} == {"reply"} and zalo.refused == []
 
     asyncio.run(scenario())
     desk.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 import json
 import logging
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.engine.answer import Answer
-from bot.engine.phrases import BUSY
+from bot.engine.phrases import BUSY, error_id
 from bot.service.desk import Desk, RateLimit, Reply
 
 from . import ChannelInfo, registry
@@ -30,7 +31,10 @@ IP_RATE = web.AppKey("ip_rate", RateLimit)
 BAD_JSON = "Nội dung gửi lên không phải JSON hợp lệ. Hãy gửi {\"question\": \"câu hỏi của bạn\"}."
 NO_QUESTION = "Thiếu câu hỏi: hãy gửi {\"question\": \"câu hỏi của bạn\"} (question là chuỗi chữ)."
 TOO_LARGE = "Yêu cầu quá lớn (tối đa {limit} byte). Bạn hãy hỏi ngắn gọn hơn."
-BAD_FEEDBACK = "Góp ý cần {\"question_id\": số, \"value\": 1 hoặc -1}."
+BAD_FEEDBACK = "Góp ý cần {\"question_id\": số, \"value\": 1 hoặc -1, \"token\": mã nhận cùng câu trả lời}."
+NOT_JSON = "Hãy gửi nội dung JSON, với tiêu đề Content-Type: application/json."
+BAD_REPLIES = "Cần {\"user\": mã cuộc trò chuyện, \"token\": mã nhận cùng phiếu gặp cán bộ}."
+SERVER_ERROR = "Xin lỗi, máy chủ gặp sự cố (mã lỗi {error_id}). Bạn vui lòng thử lại sau ít phút."
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -38,7 +42,12 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _read_json(request: web.Request, limit: int) -> dict | web.Response:
-    """The request's JSON object, or the error response to send instead."""
+    """The request's JSON object, or the error response to send instead.
+
+    Only `Content-Type: application/json` is read: a browser sends that type cross-site only after a CORS preflight
+    this server never grants, so a form posted from another site (text/plain, form-encoded) cannot ask or rate."""
+    if request.content_type != "application/json":
+        return _error(415, NOT_JSON)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -52,12 +61,15 @@ async def _read_json(request: web.Request, limit: int) -> dict | web.Response:
     return data
 
 
-def reply_json(reply: Reply) -> dict:
-    """The JSON the web chat renders: `ask --json`'s answer plus what a chat needs around it."""
+def reply_json(reply: Reply, log=None, user: str | None = None) -> dict:
+    """The JSON the web chat renders: `ask --json`'s answer plus what a chat needs around it.
+
+    With the question log: `token`, the answer's unguessable token that rating it requires, and, when a ticket for
+    staff was opened, `replies` ({"user", "token"}) with which the page fetches the staff replies."""
     data = to_json(reply.answer)
     for source, item in zip(reply.answer.sources, data["sources"]):
         item["cite"] = cite(source)  # 'Title (kiểm tra ngày 21/11/2026)'
-    return {
+    out = {
         **data,
         "question_id": reply.question_id,
         "notes": reply.notes,
@@ -65,6 +77,11 @@ def reply_json(reply: Reply) -> dict:
         "limited": reply.limited,
         "busy": reply.busy,
     }
+    if log is not None and reply.question_id is not None:
+        out["token"] = log.answer_token(reply.question_id)
+    if log is not None and user is not None and reply.answer.kind == "handoff":
+        out["replies"] = {"user": user, "token": log.address_token("web", user)}
+    return out
 
 
 def client_address(request: web.Request, trusted: Sequence[str]) -> str:
@@ -121,10 +138,17 @@ async def ask(request: web.Request) -> web.Response:
     user = data.get("user")
     if not isinstance(user, str) or not USER_ID.match(user):
         user = f"ip-{address}"
-    reply = await request.app[DESK].aask("web", user, question)
+    desk = request.app[DESK]
+    reply = await desk.aask("web", user, question)
     if reply.busy or reply.limited:
         return _refused(reply, 503 if reply.busy else 429)
-    return _json(reply_json(reply))
+    return _json(reply_json(reply, _tokens(desk), user))
+
+
+def _tokens(desk: Desk):
+    """The question log when it can make tokens (answers and addresses), else None."""
+    log = desk.log
+    return log if log is not None and hasattr(log, "answer_token") and hasattr(log, "address_token") else None
 
 
 def _refused(reply: Reply, status: int) -> web.Response:
@@ -134,16 +158,36 @@ def _refused(reply: Reply, status: int) -> web.Response:
 
 
 async def feedback(request: web.Request) -> web.Response:
-    """POST /api/feedback {"question_id": 12, "value": 1 | -1} → {"ok": true|false}."""
+    """POST /api/feedback {"question_id": 12, "value": 1 | -1, "token": "<the answer's token>"} → {"ok": bool}.
+
+    Only the holder of the answer's token (the page it was sent to) can rate it; the write happens off the event
+    loop, so a busy log delays this request only."""
     data = await _read_json(request, request.app[CONFIG].web.max_body)
     if isinstance(data, web.Response):
         return data
-    question_id, value = data.get("question_id"), data.get("value")
+    question_id, value, token = data.get("question_id"), data.get("value"), data.get("token")
     if (not isinstance(question_id, int) or isinstance(question_id, bool) or value not in (1, -1)
-            or isinstance(value, bool)):
+            or isinstance(value, bool) or not isinstance(token, str)):
         return _error(400, BAD_FEEDBACK)
-    ok = request.app[DESK].feedback(question_id, value)
+    ok = await request.app[DESK].afeedback(question_id, value, channel="web", token=token)
     return web.json_response({"ok": ok})
+
+
+async def replies(request: web.Request) -> web.Response:
+    """POST /api/replies {"user": "<id>", "token": "<token given with the ticket>"} → {"replies": ["…"]}: the staff
+    replies waiting for this citizen, each handed over once. The page polls it while a ticket is open."""
+    data = await _read_json(request, request.app[CONFIG].web.max_body)
+    if isinstance(data, web.Response):
+        return data
+    desk = request.app[DESK]
+    user, token, log = data.get("user"), data.get("token"), _tokens(desk)
+    if not isinstance(user, str) or not isinstance(token, str) or len(user) > 200:
+        return _error(400, BAD_REPLIES)
+    if log is None or desk.handoff is None or not hmac.compare_digest(
+            log.address_token("web", user).encode(), token.encode("utf-8", "surrogatepass")):
+        return _error(403, BAD_REPLIES)
+    taken = await desk.acall_log(desk.handoff.take_replies, "web", user)
+    return _json({"replies": [d.text for d in taken]})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -160,25 +204,34 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 @web.middleware
-async def headers(request: web.Request, handler):
-    """Security headers; `[web] frame_ancestors` names the portals allowed to embed the chat."""
+async def errors(request: web.Request, handler):
+    """Every error as a short JSON message in Vietnamese; an unexpected one is logged with an id, never shown."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except web.HTTPException as e:
         if e.status == 413:
-            response = _error(413, TOO_LARGE.format(limit=request.app[CONFIG].web.max_body))
-        elif e.status == 404:
-            response = _error(404, "Không có trang này.")
-        elif e.status == 405:
-            response = _error(405, "Phương thức không được hỗ trợ ở địa chỉ này.")
-        else:
-            raise
+            return _error(413, TOO_LARGE.format(limit=request.app[CONFIG].web.max_body))
+        if e.status == 404:
+            return _error(404, "Không có trang này.")
+        if e.status == 405:
+            return _error(405, "Phương thức không được hỗ trợ ở địa chỉ này.")
+        if e.status >= 400:
+            return _error(e.status, e.reason)
+        raise  # redirects
+    except Exception:
+        error = error_id()
+        log.exception("error %s serving %s %s", error, request.method, request.path)
+        return _error(500, SERVER_ERROR.format(error_id=error))
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Security headers on every response, errors and static files included; `[web] frame_ancestors` names the
+    portals allowed to embed the chat ('self' by default: a portal that embeds it names itself in config)."""
     ancestors = request.app[CONFIG].web.frame_ancestors
     response.headers.setdefault("Content-Security-Policy",
                                 f"default-src 'self'; img-src 'self' data:; frame-ancestors {ancestors}")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
 
 
 def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> None:
@@ -187,6 +240,7 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
     app.router.add_static("/static/", STATIC)
     app.router.add_post("/api/ask", ask)
     app.router.add_post("/api/feedback", feedback)
+    app.router.add_post("/api/replies", replies)
 
 
 CHANNEL = ChannelInfo("web", "Web", "#7A8B99", share=0.15, section="web", mount=mount)
@@ -194,7 +248,8 @@ CHANNEL = ChannelInfo("web", "Web", "#7A8B99", share=0.15, section="web", mount=
 
 def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> web.Application:
     """The server: a health check, then every registered channel's routes (web chat and JSON API, Zalo webhook)."""
-    app = web.Application(client_max_size=cfg.web.max_body, middlewares=[headers])
+    app = web.Application(client_max_size=cfg.web.max_body, middlewares=[errors])
+    app.on_response_prepare.append(security_headers)
     app[DESK], app[CONFIG] = desk, cfg
     app[IP_RATE] = RateLimit(cfg.web.ip_rate_count, cfg.web.ip_rate_seconds)
     app.router.add_get("/healthz", healthz)

@@ -1,13 +1,28 @@
 """Zalo Official Account channel: verify webhook events, answer in the background, send through the OA API.
 
 Zalo posts every event to one webhook URL with `X-ZEvent-Signature: mac=<hex sha256(app_id + raw body + timestamp +
-OA secret key)>` (a plain hash, not an HMAC), expects a 200 within about two seconds and retries otherwise. Replies
-go to `POST {api_url}/v3.0/oa/message/cs` with an `access_token` header; Zalo reports errors in the body with HTTP
-200 (`error` != 0). An expired access token (-216) is refreshed with the refresh token (`POST {oauth_url}/v4/oa/
-access_token`), the new pair is stored in the data folder (mode 0600, atomic), and the message is sent again once.
-A send that meets a transient fault (HTTP 429 or 5xx, a timeout, a dropped or refused connection) is tried again
-a bounded number of times with growing pauses (a 429's `Retry-After` is honoured up to a cap); a reply that is not
-JSON is not retried (Zalo may have delivered it). A message that still fails is logged with the reason.
+OA secret key)>` (a plain hash, not an HMAC), expects a 200 within about two seconds and retries otherwise, for hours
+after an outage, before it disables the webhook. So every correctly signed event gets a 200, however old; the inbox
+(`bot.service.inbox`, SQLite) takes each event once by its `msg_id`, across restarts, so a retried or replayed event
+is never answered twice. Only a message younger than `[zalo] answer_max_age` is answered; an older one is logged for
+staff review (kind "late"). A forged or altered event gets 401.
+
+Answers go to `POST {api_url}/v3.0/oa/message/cs` with an `access_token` header, as replies to the citizen's message
+(`recipient.message_id`): Zalo counts a message that names only `recipient.user_id` as a proactive message, billed and
+limited, and one that names the citizen's message as a reply, free up to 8 within 48 hours of it. Zalo OA help centre:
+"Các loại tin của Zalo Official Account" (https://zalooa.freshdesk.com/support/solutions/articles/64000261136) and
+"Vì sao tôi không thể gửi tin phản hồi qua ứng dụng thứ 3" (…/articles/64000263278): "Nếu tin gửi đi có chỉ user_id và
+không có message_id thì tin sẽ được tính là tin chủ động". Consultation ("cs") messages reach only citizens who
+interacted with the OA in the last 7 days; Zalo reports in `data.quota.quota_type` which quota a message used
+("reply" for a reply). Zalo reports errors in the body with HTTP 200 (`error` != 0). An expired access token (-216) is
+refreshed with the refresh token (`POST {oauth_url}/v4/oa/access_token`), the new pair is stored in the data folder
+(mode 0600, atomic), and the message is sent again once.
+
+A message is sent again only when the failure proves Zalo did not take it: a refused connection, HTTP 429 or 503
+(a 429's `Retry-After` is honoured up to a cap), or an error code in Zalo's body; a bounded number of times, with
+growing pauses. A timeout, a connection lost after the request went out, another 5xx or a reply that is not JSON
+may hide a delivered message: it is logged and not sent again, and the citizen gets no apology on top of an answer
+they may have received.
 """
 
 from __future__ import annotations
@@ -18,6 +33,8 @@ import hmac
 import json
 import logging
 import os
+import re
+import sqlite3
 import tempfile
 import time
 from collections import OrderedDict
@@ -29,9 +46,12 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import Config
+from bot.engine.answer import NOT_ANSWERED
 from bot.engine.phrases import NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
-from bot.service.handoff import Courier
+from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+from bot.service.handoff import Courier, MaybeDelivered
+from bot.service.inbox import Inbox
 
 from . import ChannelInfo
 from .render import short, split_text, zalo_text
@@ -43,7 +63,16 @@ BUTTON_TITLE = 100
 BUTTON_PAYLOAD = 1000
 QUERY_PREFIX = "#"  # oa.query.hide payloads come back as user_send_text "#<question>"
 EXPIRED = -216
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses by which the server says it did not take the request (too many requests; unavailable): safe to send again.
+NOT_TAKEN = frozenset({429, 503})
+MESSAGE_KEY = "msg:"  # the inbox key of a citizen's message: this prefix, then its msg_id
+REPLY_WINDOW = 47 * 3600  # seconds after a citizen's message within which a message to them is a reply (Zalo: 48 h)
+# 👍 / 👎 on Zalo: quick-reply buttons (their payload comes back as the citizen's text) or typed `#tot` / `#chuatot`.
+FEEDBACK = re.compile(r"^#(tot|chuatot)(?:\s+(\d{1,15}))?$", re.IGNORECASE)
+RATED = ("answer", *NOT_ANSWERED)  # answers worth a 👍 / 👎 (not greetings, thanks, busy replies…)
+FEEDBACK_ASK = "Câu trả lời có giúp được bạn không? Bấm một nút bên dưới, hoặc nhắn #tot hay #chuatot."
+FEEDBACK_THANKS = "Cảm ơn bạn đã góp ý!"
+FEEDBACK_UNKNOWN = "Tôi chưa tìm thấy câu trả lời nào của tôi để bạn góp ý. Bạn cứ hỏi, rồi bấm 👍 hoặc 👎 nhé."
 WELCOME = ("Xin chào! Tôi là Trợ lý cải cách hành chính. Bạn cứ nhắn câu hỏi về thủ tục hành chính, ví dụ "
            "“Làm thẻ căn cước cần giấy tờ gì?” hoặc “dang ky khai sinh o dau”; tôi trả lời kèm nguồn và "
            "đường dẫn nộp hồ sơ trực tuyến.")
@@ -83,12 +112,22 @@ def reply_buttons(reply: Reply) -> list[dict]:
 
 
 def reply_messages(reply: Reply) -> list[dict]:
-    """The `message` objects to send, in order; buttons ride on the last one."""
+    """The `message` objects to send, in order; buttons ride on the last one; then, for a logged answer, the 👍 / 👎
+    question with its two quick-reply buttons, on a message of its own."""
     messages: list[dict] = [{"text": piece} for piece in split_text(zalo_text(reply))]
     buttons = [] if reply.limited else reply_buttons(reply)
     if buttons and messages:
         messages[-1]["attachment"] = {"type": "template", "payload": {"buttons": buttons}}
+    if reply.question_id is not None and reply.answer.kind in RATED and messages:
+        messages.append(feedback_message(reply.question_id))
     return messages
+
+
+def feedback_message(question_id: int) -> dict:
+    """The message asking for 👍 / 👎 on one answer: its buttons send `#tot <id>` or `#chuatot <id>` back, hidden."""
+    buttons = [{"title": title, "type": "oa.query.hide", "payload": f"#{word} {question_id}"}
+               for title, word in (("👍 Hữu ích", "tot"), ("👎 Chưa đúng", "chuatot"))]
+    return {"text": FEEDBACK_ASK, "attachment": {"type": "template", "payload": {"buttons": buttons}}}
 
 
 # --- tokens ---
@@ -155,6 +194,10 @@ class TokenStore:
 
 # --- the OA API client ---
 
+class NotDelivered(RuntimeError):
+    """Zalo did not take the message, on every attempt (refused connections, HTTP 429 or 503)."""
+
+
 class ZaloClient:
     """Sends OA messages, refreshing an expired access token once per failed call."""
 
@@ -165,9 +208,12 @@ class ZaloClient:
         self.attempts, self.backoff, self.max_pause = max(1, attempts), backoff, max_pause
         self._refreshing = asyncio.Lock()
 
-    async def send(self, user_id: str, message: dict) -> dict:
-        """Send one message to a follower; returns Zalo's `data`; raises ZaloError."""
-        body = {"recipient": {"user_id": user_id}, "message": message}
+    async def send(self, user_id: str, message: dict, reply_to: str | None = None) -> dict:
+        """Send one message to a citizen: as a reply to their message `reply_to` (Zalo's reply quota) when given,
+        else to `user_id` (a proactive message). Returns Zalo's `data`; raises ZaloError (Zalo refused it),
+        NotDelivered (Zalo did not take it) or MaybeDelivered (it may have been delivered: do not send it again)."""
+        recipient = {"message_id": reply_to} if reply_to else {"user_id": user_id}
+        body = {"recipient": recipient, "message": message}
         used = self.tokens.access_token
         result = await self._post_message(body, used)
         if result.get("error") == EXPIRED:
@@ -175,30 +221,48 @@ class ZaloClient:
             result = await self._post_message(body, self.tokens.access_token)
         if result.get("error", -1) != 0:
             raise ZaloError(int(result.get("error", -1)), str(result.get("message", "")))
-        return result.get("data") or {}
+        data = result.get("data") or {}
+        quota = (data.get("quota") or {}).get("quota_type") if isinstance(data, dict) else None
+        if reply_to and quota not in (None, "reply"):
+            log.warning("Zalo counted a reply to %s as %s, not as a reply", user_id, quota)
+        return data
 
     async def _post_message(self, body: dict, token: str) -> dict:
-        """One message, tried up to `attempts` times on transient faults; the last fault is raised."""
+        """One message, sent again (up to `attempts` times) only after a failure that proves Zalo did not take it."""
         for attempt in range(1, self.attempts + 1):
             pause = self.backoff * 2 ** (attempt - 1)
             try:
                 async with self.session.post(f"{self.api_url}/v3.0/oa/message/cs", json=body,
                                              headers={"access_token": token}) as response:
-                    if response.status in RETRY_STATUSES and attempt < self.attempts:
+                    if response.status in NOT_TAKEN:
+                        if attempt == self.attempts:
+                            raise NotDelivered(f"Zalo OA API answered HTTP {response.status} {response.reason} "
+                                               f"{self.attempts} times")
                         pause = max(pause, _retry_after(response.headers.get("Retry-After")))
                         log.warning("Zalo OA API answered HTTP %s; sending again in %.1f s (attempt %d of %d)",
                                     response.status, min(pause, self.max_pause), attempt, self.attempts)
+                    elif 400 <= response.status < 500:  # refused as a request: nothing was delivered, nor will be
+                        raise NotDelivered(f"Zalo OA API answered HTTP {response.status} {response.reason}")
+                    elif not 200 <= response.status < 300:
+                        raise MaybeDelivered(f"Zalo OA API answered HTTP {response.status} {response.reason}")
                     else:
-                        response.raise_for_status()
-                        result = await response.json(content_type=None)
+                        try:
+                            result = await response.json(content_type=None)
+                        except ValueError as e:
+                            raise MaybeDelivered(f"Zalo OA API answered HTTP 200 with a body that is not JSON: "
+                                                 f"{e}") from e
                         if not isinstance(result, dict):
-                            raise ValueError(f"Zalo OA API answered JSON that is not an object: {result!r:.80}")
+                            raise MaybeDelivered(f"Zalo OA API answered JSON that is not an object: {result!r:.80}")
                         return result
-            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+                # no connection was made, so no request went out
                 if attempt == self.attempts:
-                    raise
-                log.warning("Zalo OA API unreachable (%s); sending again in %.1f s (attempt %d of %d)",
+                    raise NotDelivered(f"Zalo OA API unreachable {self.attempts} times: {e}") from e
+                log.warning("Zalo OA API refused the connection (%s); sending again in %.1f s (attempt %d of %d)",
                             type(e).__name__, min(pause, self.max_pause), attempt, self.attempts)
+            except (TimeoutError, aiohttp.ClientError) as e:
+                # the request went out: Zalo may have delivered the message before the connection failed
+                raise MaybeDelivered(f"{type(e).__name__} after the request was sent: {e}") from e
             await asyncio.sleep(min(pause, self.max_pause))
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
@@ -224,18 +288,30 @@ class ZaloClient:
 UNREACHABLE = frozenset({-213, -230})
 
 
-def zalo_sender(client: ZaloClient):
-    """`send(address, text)` for the handoff Courier: a staff reply as Zalo text messages."""
+def zalo_sender(client: ZaloClient, inbox: Inbox | None = None, clock: Callable[[], float] = time.time):
+    """`send(address, text)` for the handoff Courier: a staff reply as Zalo text messages, sent as a reply to the
+    citizen's latest message when it is recent enough for Zalo to count it as one (else as a proactive message)."""
     from bot.service.handoff import Undeliverable
 
     async def send(user_id: str, text: str) -> None:
+        reply_to = None
+        if inbox is not None:
+            reply_to = await asyncio.to_thread(inbox.latest, "zalo", user_id, clock() - REPLY_WINDOW, MESSAGE_KEY)
+        sent = 0
         try:
             for part in split_text(text):
-                await client.send(user_id, {"text": part})
+                await client.send(user_id, {"text": part}, reply_to=reply_to)
+                sent += 1
         except ZaloError as e:
             if e.code in UNREACHABLE:
                 raise Undeliverable(str(e)) from e
+            if sent:  # the first parts arrived: sending the whole reply again would repeat them
+                raise MaybeDelivered(f"part {sent + 1} failed: {e}") from e
             raise  # anything else: the reply stays queued and is tried again
+        except NotDelivered as e:
+            if sent:
+                raise MaybeDelivered(f"part {sent + 1} failed: {e}") from e
+            raise
 
     return send
 
@@ -271,11 +347,12 @@ class Recent:
 class ZaloWebhook:
     """The aiohttp handler of Zalo OA events."""
 
-    def __init__(self, desk: Desk, secrets: Secrets, client: ZaloClient, max_age: int = 300,
+    def __init__(self, desk: Desk, secrets: Secrets, client: ZaloClient, inbox: Inbox, answer_max_age: int = 3600,
                  clock: Callable[[], float] = time.time):
-        self.desk, self.secrets, self.client = desk, secrets, client
-        self.max_age, self.clock = max_age, clock
-        self.recent = Recent()
+        self.desk, self.secrets, self.client, self.inbox = desk, secrets, client, inbox
+        self.answer_max_age, self.clock = answer_max_age, clock
+        self.recent = Recent()  # a fast first check; the inbox is the one that survives a restart
+        self.last_question: OrderedDict[str, int] = OrderedDict()  # citizen → their last logged question (#tot)
         self.tasks: set[asyncio.Task] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -295,53 +372,104 @@ class ZaloWebhook:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             log.warning("Zalo webhook with a bad or missing signature from %s", request.remote)
             return web.json_response({"error": "invalid signature"}, status=401)
-        if abs(self.clock() * 1000 - stamp) > self.max_age * 1000:
-            log.warning("Zalo webhook replayed or stale (timestamp %s)", timestamp)
-            return web.json_response({"error": "stale timestamp (replay)"}, status=401)
         if str(event.get("app_id", self.secrets.app_id)) != self.secrets.app_id:
             return web.json_response({"error": "unknown app"}, status=401)
-        if self.recent.seen(_event_key(event, timestamp)):
+        # Genuine from here on: always 200, or Zalo retries it for hours and then disables the webhook.
+        key = _event_key(event, timestamp)
+        if self.recent.seen(key):
             return web.json_response({"status": "duplicate"})
+        age = self.clock() - stamp / 1000
+        late = age > self.answer_max_age
+        try:
+            new = await asyncio.to_thread(self.inbox.take, "zalo", key, _who(event), stamp / 1000,
+                                          "late" if late else "new")
+        except sqlite3.Error as e:  # a broken inbox must not silence the bot: answer, deduplicated in memory only
+            log.error("Zalo inbox unavailable (%s: %s); event %s taken without a lasting record", type(e).__name__,
+                      e, key)
+            new = True
+        if not new:
+            return web.json_response({"status": "duplicate"})
+        if late:
+            self._late(event, age)
+            return web.json_response({"status": "late"})
         task = asyncio.get_running_loop().create_task(self.process(event))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return web.json_response({"status": "ok"})
 
-    async def process(self, event: dict) -> None:
-        """Answer one verified event; failures are logged, and the citizen gets an apology when possible."""
+    def _late(self, event: dict, age: float) -> None:
+        """A genuine event too old to answer (Zalo delivered it after an outage): logged for staff, not answered."""
         name = str(event.get("event_name", ""))
-        user = ""
+        log.warning("Zalo event %s sent %.0f s ago (more than [zalo] answer_max_age = %d s): not answered%s", name,
+                    age, self.answer_max_age, ", logged for staff review" if name == "user_send_text" else "")
+        if name == "user_send_text":
+            text = str((event.get("message") or {}).get("text", ""))
+            self.desk.record_late("zalo", _who(event), text[len(QUERY_PREFIX):] if text.startswith(QUERY_PREFIX)
+                                  else text)
+
+    async def process(self, event: dict) -> None:
+        """Answer one verified event; failures are logged, and the citizen gets an apology when it is sure that
+        the answer did not reach them."""
+        name = str(event.get("event_name", ""))
+        user = _who(event)
+        message_id = _message_id(event)
         step = "before sending"
         try:
             if name == "follow":
-                user = str((event.get("follower") or {}).get("id", ""))
                 if user:
                     await self.client.send(user, {"text": WELCOME})
                 return
-            if name in SILENT or not name.startswith("user_send_"):
-                return
-            user = str((event.get("sender") or {}).get("id", ""))
-            if not user:
+            if name in SILENT or not name.startswith("user_send_") or not user:
                 return
             if name != "user_send_text":
-                await self.client.send(user, {"text": NON_TEXT})
+                await self.client.send(user, {"text": NON_TEXT}, reply_to=message_id)
                 return
             text = str((event.get("message") or {}).get("text", ""))
+            rating = FEEDBACK.match(text.strip())
+            if rating:
+                step = "the feedback reply"
+                await self.rate(user, message_id, 1 if rating.group(1).lower() == "tot" else -1,
+                                int(rating.group(2)) if rating.group(2) else None)
+                return
             if text.startswith(QUERY_PREFIX):  # a follow-up button
                 text = text[len(QUERY_PREFIX):]
             reply = await self.desk.aask("zalo", user, text)
+            if reply.question_id is not None:
+                self.last_question[user] = reply.question_id
+                self.last_question.move_to_end(user)
+                while len(self.last_question) > 100_000:
+                    self.last_question.popitem(last=False)
             messages = reply_messages(reply)
             for n, message in enumerate(messages, 1):
                 step = f"message {n} of {len(messages)} of answer {reply.question_id or '(not logged)'}"
-                await self.client.send(user, message)
+                try:
+                    await self.client.send(user, message, reply_to=message_id)
+                except MaybeDelivered as e:  # the citizen may have it: never sent twice; the next parts still go
+                    log.warning("Zalo %s to %s may not have been delivered (%s); not sent again", step, user, e)
+        except MaybeDelivered as e:
+            log.warning("Zalo event %s for %s: %s may not have been delivered (%s); not sent again, no apology",
+                        name, user or "?", step, e)
         except Exception:
             error = error_id()
             log.exception("error %s: Zalo event %s for %s not answered (%s failed)", error, name, user or "?", step)
-            if user:
+            if user and name != "follow":
                 try:
-                    await self.client.send(user, {"text": apology(self.desk.assistant.hotline, error)})
+                    await self.client.send(user, {"text": apology(self.desk.assistant.hotline, error)},
+                                           reply_to=message_id)
                 except Exception:
                     log.warning("the apology to %s was not sent either", user)
+
+    async def rate(self, user: str, message_id: str | None, value: int, question_id: int | None) -> None:
+        """👍 / 👎 from a citizen, on one of their own answers (their last one when no id is given)."""
+        if question_id is None:
+            question_id = self.last_question.get(user)
+        ok = question_id is not None and await self.desk.afeedback(question_id, value, channel="zalo", user=user)
+        message: dict = {"text": FEEDBACK_THANKS if ok else FEEDBACK_UNKNOWN}
+        if ok and value == -1 and self.desk.handoff is not None:  # not helped: offer a person
+            label, question = HANDOFF_BUTTON
+            message["attachment"] = {"type": "template", "payload": {"buttons": [
+                {"title": label, "type": "oa.query.hide", "payload": QUERY_PREFIX + question}]}}
+        await self.client.send(user, message, reply_to=message_id)
 
     async def drain(self) -> None:
         """Let the answers being sent finish (on shutdown)."""
@@ -349,12 +477,24 @@ class ZaloWebhook:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def _who(event: dict) -> str:
+    """The citizen an event comes from (the sender of a message, the new follower)."""
+    who = event.get("sender") if event.get("event_name") != "follow" else event.get("follower")
+    return str((who or {}).get("id", "")) if isinstance(who, dict) else ""
+
+
+def _message_id(event: dict) -> str | None:
+    """The id of the citizen's message an event carries (what an answer replies to), if any."""
+    message = event.get("message")
+    msg_id = message.get("msg_id") if isinstance(message, dict) else None
+    return str(msg_id) if msg_id else None
+
+
 def _event_key(event: dict, timestamp: str) -> str:
-    msg_id = (event.get("message") or {}).get("msg_id") if isinstance(event.get("message"), dict) else None
+    msg_id = _message_id(event)
     if msg_id:
-        return f"msg:{msg_id}"
-    who = (event.get("follower") or event.get("sender") or {}).get("id", "")
-    return f"{event.get('event_name')}:{who}:{timestamp}"
+        return MESSAGE_KEY + msg_id
+    return f"{event.get('event_name')}:{_who(event)}:{timestamp}"
 
 
 ZALO = web.AppKey("zalo", ZaloWebhook)  # the ZaloWebhook, created when the server starts
@@ -373,19 +513,24 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
         return
 
     async def zalo_context(app: web.Application):
+        from bot.service.qlog import hash_key
+
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.zalo.timeout))
         tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token)
         client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
-        app[ZALO] = ZaloWebhook(desk, secrets, client, cfg.zalo.max_age)
+        secret = await asyncio.to_thread(hash_key, cfg.data_dir, dict(env) if env is not None else None)
+        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", secret)
+        app[ZALO] = ZaloWebhook(desk, secrets, client, inbox, cfg.zalo.answer_max_age)
         stopping, courier = asyncio.Event(), None
         if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo
-            courier = asyncio.create_task(Courier(desk.handoff, "zalo", zalo_sender(client)).run(stopping))
+            courier = asyncio.create_task(Courier(desk.handoff, "zalo", zalo_sender(client, inbox)).run(stopping))
         yield
         stopping.set()
         if courier is not None:
             await courier  # a delivery pass under way is finished first
         await app[ZALO].drain()
         await session.close()
+        inbox.close()
 
     async def zalo_webhook(request: web.Request) -> web.Response:
         return await request.app[ZALO].handle(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import Literal
 from urllib.parse import quote_plus
 
 from .index import Record
-from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN
+from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, apply_until
 from .phrases import not_found
 from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, detect_aspects
 from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
@@ -17,7 +18,7 @@ from .text import fold, reflow
 
 CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
 # Kinds of answer that do not answer from the base: unsure, or the base does not hold what was asked.
-NOT_ANSWERED = ("decline", "not_held", "listed")
+NOT_ANSWERED = ("decline", "not_held", "listed", "late")
 # Words of a follow-up that name no new subject: "còn nộp online thì sao?"
 FOLLOW_UP_WORDS = frozenset("con the vay sao thi nop lam duoc cai viec nua xem".split())
 GREETING = re.compile(
@@ -57,9 +58,9 @@ class Link:
 # `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "busy" (too many citizens at once, not
 # queued: the desk), "handoff" (a ticket for staff opened),
 # "not_held" (the base does not hold the procedure asked about: `not_held`), "listed" (a procedure the base knows by
-# name only: `listed`).
+# name only: `listed`), "late" (a message that reached the bot too late to be answered, kept for staff: the desk).
 Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "busy", "handoff", "not_held",
-               "listed"]
+               "listed", "late"]
 
 
 @dataclass
@@ -120,7 +121,12 @@ def _title_with_date(entry: Record) -> str:
 
 
 def _sections(entry: Record) -> dict[str, str]:
-    return {s.heading: reflow(s.text) for s in entry.sections}
+    today = dt.date.today()  # facts marked {den_het: …} say until when; past that date they are left out
+    return {s.heading: text for s in entry.sections if (text := reflow(apply_until(s.text, today)))}
+
+
+def _summary(entry: Record) -> str:
+    return reflow(apply_until(entry.summary, dt.date.today()))
 
 
 def _source(entry: Record, score: float) -> Source:
@@ -144,7 +150,7 @@ def procedure_parts(entry: Record, aspects: Sequence[str]) -> list[tuple[str, st
     wanted = [a for a in aspects if a in sections]
     if wanted:
         return [(a, truncate(sections[a], SECTION_LIMIT)) for a in wanted[:2]]
-    parts = [("", truncate(reflow(entry.summary), CARD_LIMIT))]
+    parts = [("", truncate(_summary(entry), CARD_LIMIT))]
     for heading in CARD:
         if heading in sections:
             parts.append((heading, truncate(sections[heading], CARD_LIMIT)))
@@ -236,9 +242,9 @@ def _answer_entry(question: str, entry: Record, aspects: list[str], confidence: 
     if entry.kind == "procedure":
         parts = procedure_parts(entry, aspects)
     elif entry.kind == "faq":
-        parts = [("", truncate(reflow(entry.summary), SECTION_LIMIT * 2))]
+        parts = [("", truncate(_summary(entry), SECTION_LIMIT * 2))]
     else:
-        parts = [("", truncate(reflow(entry.summary), CARD_LIMIT * 2))]
+        parts = [("", truncate(_summary(entry), CARD_LIMIT * 2))]
         if chunk >= 0:
             heading, _, body = chunk_text[chunk].partition("\n")
             section = heading.split(" — ", 1)[1] if " — " in heading else ""

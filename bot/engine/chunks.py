@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
-from .knowledge import Entry, Listing
+from .knowledge import Entry, Listing, apply_until
 
 MAX_CHARS = 800
 MAX_PIECES = 4  # of one section: long official lists are shown whole but only their start is embedded
@@ -57,6 +58,7 @@ def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:
 
 
 def _strip_markdown(text: str) -> str:
+    text = apply_until(text, dt.date.min)  # a fact with an end date is embedded with it, in words
     text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)  # [label](url) -> label
     text = re.sub(r"[*_`]+", "", text)
     return re.sub(r"^\s*(?:[-+]|\d+[.)])\s+", "", text, flags=re.M)

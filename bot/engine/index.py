@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import time
 import uuid
@@ -162,6 +163,16 @@ def read_manifest(root: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+# Named moments of a build at which the environment variable CCHC_CRASH_AT makes the builder kill itself
+# (SIGKILL, as a power cut or the OOM killer would): tests kill a build in each window deterministically.
+CRASH_POINTS = ("before-writing", "writing", "written", "switching", "switched")
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get("CCHC_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -170,12 +181,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, crash_point: str = "") -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    _crash_point(crash_point)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -297,6 +309,8 @@ def build_index(
         manifest = read_manifest(root)
         if manifest and manifest.get("fingerprint") == stamp and not force:
             report.up_to_date, report.version, report.chunks = True, current_version(root) or "", manifest["chunks"]
+            # a build killed after its switch left the versions before it: keep the serving one and the newest other
+            _remove_old_versions(root, keep={report.version, *[v for v in versions(root) if v != report.version][:1]})
             return report
 
         chunks: list[Chunk] = [c for e in kb.entries.values() for c in chunk_entry(e)]
@@ -368,11 +382,14 @@ def _publish(root: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Chunk], ve
     """Write a new version beside the others, then point CURRENT at it atomically; returns the version."""
     version = time.strftime("v%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     tmp = root / f".tmp-{version}"
+    _crash_point("before-writing")
     tmp.mkdir(parents=True)
     _write_version(tmp, cfg, kb, chunks, vectors, stamp, cfg.model.name)
     os.rename(tmp, root / version)
     _fsync_dir(root)
-    _write_atomic(root / CURRENT, version + "\n")
+    _crash_point("written")
+    _write_atomic(root / CURRENT, version + "\n", crash_point="switching")
+    _crash_point("switched")
     return version
 
 
@@ -381,6 +398,7 @@ def _write_version(folder: Path, cfg: Config, kb: KnowledgeBase, chunks: list[Ch
     import faiss
 
     faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
+    _crash_point("writing")
     db = sqlite_utils.Database(folder / "meta.db")
     with db.conn:
         db.table("entries").insert_all((_entry_row(e, kb) for e in kb.entries.values()), pk="id")

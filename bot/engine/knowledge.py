@@ -537,6 +537,109 @@ def _check_sections(kind: str, rel: str, summary: str, sections: list[Section], 
     return out
 
 
+# A fact that applies only until a date (a fee reduction, a transition period): `{den_het: 2026-12-31}` at the end of
+# its paragraph or list item, or alone on the first line of a section (the whole section). Answers show the date
+# ("áp dụng đến hết 31/12/2026") and, once it has passed, leave the fact out; `--check` warns LAPSE_WARNING_DAYS days
+# before and refuses the base after it, naming the file and line.
+UNTIL = re.compile(r"\{\s*den_het\s*:\s*([^}]*?)\s*\}")
+LAPSE_WARNING_DAYS = 30
+_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
+
+
+def until_phrase(end: dt.date) -> str:
+    """How answers say until when a fact applies."""
+    return f"áp dụng đến hết {end:%d/%m/%Y}"
+
+
+def _until_date(value: str) -> dt.date | None:
+    if not DATE_RE.match(value.strip()):
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
+def _blocks(lines: list[str]) -> list[list[int]]:
+    """Indices of the lines of each paragraph or list item (a wrapped line belongs to the one above it)."""
+    blocks: list[list[int]] = []
+    current: list[int] = []
+    for i, line in enumerate(lines):
+        if not line.strip() or line.lstrip().startswith(("#", "|")) or _ITEM.match(line):
+            if current:
+                blocks.append(current)
+            current = []
+            if not line.strip():
+                continue
+        current.append(i)
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def apply_until(text: str, today: dt.date) -> str:
+    """A section's (or summary's) text as of `today`: a fact marked `{den_het: …}` says until when it applies, or is
+    left out once that date has passed (the whole section, when the marker stands alone on its first line)."""
+    if "den_het" not in text:
+        return text
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    whole = UNTIL.fullmatch(lines[first].strip()) if first is not None else None
+    if first is not None and whole:  # the whole section applies until a date
+        end = _until_date(whole.group(1))
+        if end is not None and end < today:
+            return ""
+        lines[first: first + 1] = [f"Nội dung dưới đây {until_phrase(end)}.", ""] if end else []
+    drop: set[int] = set()
+    for block in _blocks(lines):
+        last = block[-1]
+        found = UNTIL.search(lines[last])
+        end = _until_date(found.group(1)) if found else None
+        if end is not None and end < today:
+            drop.update(block)
+            continue
+        for i in block:  # a misplaced or malformed marker (the check reports it) is only removed
+            if i != last or end is None:
+                lines[i] = UNTIL.sub("", lines[i]).rstrip()
+        if found and end is not None:
+            head = lines[last][:found.start()].rstrip().rstrip(".;,")
+            lines[last] = f"{head}, {until_phrase(end)}." + lines[last][found.end():].rstrip()
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _until_problems(rel: str, body: list[str], first_line: int, today: dt.date) -> list[Problem]:
+    """Every `{den_het: …}` marker: a date, at the end of its paragraph or item, not past (and a warning when near)."""
+    out: list[Problem] = []
+    if not any("den_het" in line for line in body):
+        return out
+    ends = {block[-1] for block in _blocks(body)}
+    previous = ""  # the last non-empty line before this one
+    for i, line in enumerate(body):
+        number = first_line + i
+        alone = UNTIL.fullmatch(line.strip()) is not None and (not previous or previous.startswith("## "))
+        if line.strip():
+            previous = line.strip()
+        for found in UNTIL.finditer(line):
+            end = _until_date(found.group(1))
+            if end is None:
+                out.append(Problem(rel, number, f"'den_het' phải là ngày dạng 2026-12-31, đang là '{found.group(1)}'",
+                                   "viết ngày cuối cùng còn áp dụng theo dạng năm-tháng-ngày"))
+                continue
+            if not alone and (i not in ends or line[found.end():].strip()):
+                out.append(Problem(rel, number, "dấu {den_het: …} phải nằm cuối đoạn hoặc cuối dòng gạch đầu dòng",
+                                   "tách điều có thời hạn thành một dòng gạch đầu dòng riêng, đặt dấu ở cuối"))
+            days = (end - today).days
+            if days < 0:
+                out.append(Problem(rel, number, f"điều này chỉ áp dụng đến hết {end:%d/%m/%Y}, nay đã hết hạn "
+                                                "(câu trả lời không còn nêu nó)",
+                                   "xoá dòng này, hoặc cập nhật theo văn bản mới rồi sửa ngày"))
+            elif days <= LAPSE_WARNING_DAYS:
+                out.append(Problem(rel, number, f"điều này chỉ áp dụng đến hết {end:%d/%m/%Y}, còn {days} ngày",
+                                   "kiểm tra đã có văn bản gia hạn hay thay thế chưa; sau ngày đó hãy xoá hoặc "
+                                   "cập nhật dòng này", warning=True))
+    return out
+
+
 def _check_date(entry: Entry, rel: str, today: dt.date) -> list[Problem]:
     """A procedure checked more than a year ago (a warning), or on a date still to come."""
     checked = entry.text("ngay_kiem_tra")
@@ -571,6 +674,7 @@ def parse_entry(path: Path, rel: str, today: dt.date) -> tuple[Entry | None, lis
     problems += _check_fields(kind, rel, meta, lines)
     summary, sections, body_problems = parse_body(body, body_line)
     problems.extend(Problem(rel, p.line, p.message, p.fix) for p in body_problems)
+    problems += _until_problems(rel, body, body_line, today)
     problems += _check_sections(kind, rel, summary, sections, body_line)
     entry = Entry(entry_id, kind, rel, meta, summary, tuple(sections), lines)
     problems += _check_date(entry, rel, today)

@@ -202,7 +202,7 @@ class Retriever:
         """The question's vector and its nearest chunks: through the batcher when answers run side by side."""
         if self.batcher is not None:
             vector, nearest = self.batcher.encode_search(dense_text, self)
-            return vector, nearest
+            return vector, nearest  # type: ignore[return-value]  # the batcher hands back what dense_batch returned
         vector = self.encoder.encode([dense_text], role="query")[0]
         return vector, self.dense_vector(vector)
 

@@ -13,6 +13,8 @@ max_wait_s`, or `[answer] queue` questions are already admitted, the citizen get
 from __future__ import annotations
 
 import asyncio
+import functools
+import hmac
 import logging
 import threading
 import time
@@ -50,7 +52,8 @@ class QuestionSink(Protocol):
     def record(self, *, channel: str, user: str, question: str, answer: Answer, latency_ms: float) -> int | None:
         ...
 
-    def feedback(self, question_id: int, value: int) -> bool:
+    def feedback(self, question_id: int, value: int, *, channel: str | None = None,
+                 user: str | None = None) -> bool:
         ...
 
 
@@ -236,9 +239,39 @@ class Desk:
         data = self.assistant.data
         return bool(data and entry_id in data.entries and data.entries[entry_id].kind == "procedure")
 
-    def feedback(self, question_id: int, value: int) -> bool:
-        """Record 👍 (+1) or 👎 (-1) for a logged question; False when there is no log or no such question."""
-        return bool(self.log is not None and self.log.feedback(question_id, value))
+    def feedback(self, question_id: int, value: int, *, channel: str, user: str | None = None,
+                 token: str | None = None) -> bool:
+        """Record 👍 (+1) or 👎 (-1) for a logged question, only from the citizen who asked it: the same `user` on the
+        same channel, or (channels without accounts) the holder of the answer's `token`. False otherwise, and when
+        there is no log or no such question. Blocks on a busy log: async channels call `afeedback`."""
+        if self.log is None or (user is None and token is None):
+            return False
+        if token is not None:
+            expected = getattr(self.log, "answer_token", None)
+            if expected is None or not isinstance(token, str) or not hmac.compare_digest(
+                    expected(question_id).encode(), token.encode("utf-8", "surrogatepass")):
+                return False
+        try:
+            return bool(self.log.feedback(question_id, value, channel=channel, user=user))
+        except Exception as e:  # a locked or full log: the citizen is thanked all the same, staff see the error
+            logger.error("không ghi được góp ý vào nhật ký (%s: %s)", e.__class__.__name__, e)
+            return False
+
+    async def afeedback(self, question_id: int, value: int, *, channel: str, user: str | None = None,
+                        token: str | None = None) -> bool:
+        """`feedback` off the event loop, on the log's side thread: a log locked for seconds delays only the
+        feedback, never a webhook or an answer."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._side, functools.partial(self.feedback, question_id, value, channel=channel, user=user, token=token))
+
+    def record_late(self, channel: str, user: str, text: str) -> None:
+        """Log a message that arrived too late to be answered (kind "late", for staff review), on the side thread."""
+        answer = Answer(clean(text or "", limit=self.max_chars), "late")
+        self._side.submit(self._record, channel, user, answer.question, answer, 0.0)
+
+    async def acall_log(self, fn: Callable[..., T], *args) -> T:
+        """Run a question-log call (handoff, tokens) on the log's side thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._side, fn, *args)
 
     async def aask(self, channel: str, user: str, text: str) -> Reply:
         """`ask` for async channels: answered on a worker thread, after the citizen's earlier questions.

@@ -55,7 +55,7 @@ REASONS = {"command": "lệnh /canbo", "button": "nút \"Gặp cán bộ\"", "wo
 KINDS: dict[str, str] = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
                          "thanks": "cảm ơn", "empty": "tin trống", "limited": "gửi quá nhanh",
                          "busy": "hệ thống quá tải", "handoff": "yêu cầu gặp cán bộ", "not_held": "chưa có trong kho",
-                         "listed": "chỉ biết tên thủ tục"}
+                         "listed": "chỉ biết tên thủ tục", "late": "đến muộn, chưa trả lời"}
 
 
 def is_request(text: str) -> bool:
@@ -232,6 +232,19 @@ class Handoff:
                 "AND t.channel = ? AND t.address IS NOT NULL ORDER BY m.id", [channel]))
         return [Delivery(r["id"], r["ticket_id"], r["channel"], r["address"], r["text"]) for r in rows]
 
+    def take_replies(self, channel: str, address: str) -> list[Delivery]:
+        """Staff messages waiting for one citizen, oldest first, marked delivered as they are handed over (a channel
+        the citizen polls: the web chat)."""
+        with self.log.lock:
+            rows = list(self._db.query(
+                "SELECT m.id, m.ticket_id, t.channel, t.address, m.text FROM ticket_messages m "
+                "JOIN tickets t ON t.id = m.ticket_id WHERE m.sender = 'staff' AND m.delivered_at IS NULL "
+                "AND t.channel = ? AND t.address = ? ORDER BY m.id", [channel, str(address)]))
+            found = [Delivery(r["id"], r["ticket_id"], r["channel"], r["address"], r["text"]) for r in rows]
+            for delivery in found:
+                self.mark_delivered(delivery)
+        return found
+
     def mark_delivered(self, delivery: Delivery) -> None:
         """The citizen received a staff message; a closed ticket forgets the citizen's address."""
         with self.log.lock, self._db.atomic():
@@ -247,12 +260,18 @@ class Undeliverable(Exception):
     """The channel cannot reach this citizen any more (blocked the bot, chat deleted): do not retry."""
 
 
+class MaybeDelivered(Exception):
+    """A send failed in a way that does not prove the message was not delivered (a timeout, a connection lost after
+    the request went out, a 5xx other than 503): sending it again could give the citizen the same message twice."""
+
+
 class Courier:
     """Delivers staff replies to the citizens of one channel: `await Courier(handoff, "zalo", send).run(stop)`.
 
     `send(address, text)` is the channel's own "send a message to this citizen" (async). It raises `Undeliverable`
-    when the citizen cannot be reached (the reply is then dropped and logged); any other exception means "try
-    again later" (the reply stays queued)."""
+    when the citizen cannot be reached (the reply is then dropped and logged) and `MaybeDelivered` when the send
+    failed after the message may have gone out (the reply is not sent again: a citizen may miss it, never get it
+    twice); any other exception means "try again later" (the reply stays queued)."""
 
     def __init__(self, handoff: Handoff, channel: str, send: Callable[[str, str], Awaitable[Any]],
                  interval: float = 2.0, on_undeliverable: Callable[[Delivery, Exception], Awaitable[Any]] | None = None):
@@ -270,6 +289,9 @@ class Courier:
                 log.warning("handoff reply %s on %s undeliverable: %s", delivery.id, self.channel, e)
                 if self.on_undeliverable is not None:
                     await self.on_undeliverable(delivery, e)
+            except MaybeDelivered as e:
+                log.warning("handoff reply %s on %s may not have been delivered (%s); not sent again", delivery.id,
+                            self.channel, e)
             await asyncio.to_thread(self.handoff.mark_delivered, delivery)
         return delivered
 

@@ -158,18 +158,36 @@ class QuestionLog:
         with self.lock:
             return self.db.table("questions").insert(row).last_rowid
 
-    def feedback(self, question_id: int, value: int) -> bool:
-        """Record 👍 (+1) or 👎 (-1) on a stored question; False for an unknown id or another value."""
-        if value not in (1, -1):
+    def feedback(self, question_id: int, value: int, *, channel: str | None = None, user: str | None = None) -> bool:
+        """Record 👍 (+1) or 👎 (-1) on a stored question; False for an unknown id or another value.
+
+        With `channel` (and `user`), only a question asked on that channel (by that citizen) is rated: the channels
+        pass them, so that nobody rates another citizen's answer."""
+        if value not in (1, -1) or isinstance(value, bool):
             return False
         try:
             question_id = int(question_id)
         except (TypeError, ValueError):
             return False
+        sql, params = "UPDATE questions SET feedback = ?, feedback_at = ? WHERE id = ?", [value, stamp(self.clock()),
+                                                                                          question_id]
+        if channel is not None:
+            sql, params = sql + " AND channel = ?", params + [channel]
+        if user is not None:
+            sql, params = sql + " AND user_key = ?", params + [self.user_key(channel or "", user)]
         with self.lock:
-            cursor = self.db.execute("UPDATE questions SET feedback = ?, feedback_at = ? WHERE id = ?",
-                                     [value, stamp(self.clock()), question_id])
-            return cursor.rowcount > 0
+            return self.db.execute(sql, params).rowcount > 0
+
+    def answer_token(self, question_id: int) -> str:
+        """An unguessable token for one stored answer (a keyed hash of its id): whoever was given the answer holds
+        it, and only they can rate it on a channel without accounts (the web chat)."""
+        return hmac.new(self.secret, f"answer:{int(question_id)}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def address_token(self, channel: str, address: str) -> str:
+        """An unguessable token for a citizen's address on a channel without accounts: it fetches their staff
+        replies."""
+        return hmac.new(self.secret, f"address:{channel}:{address}".encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()[:32]
 
     def question(self, question_id: int) -> dict[str, Any] | None:
         """One stored question as a dict, or None."""

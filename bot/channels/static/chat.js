@@ -65,8 +65,8 @@
     parent.appendChild(group);
   }
 
-  function feedback(parent, questionId) {
-    if (questionId === null || questionId === undefined) return;
+  function feedback(parent, questionId, token) {
+    if (questionId === null || questionId === undefined || !token) return;
     var group = el("div", "feedback");
     group.setAttribute("role", "group");
     group.setAttribute("aria-label", "Đánh giá câu trả lời");
@@ -75,16 +75,16 @@
       var b = el("button", "", pair[1]);
       b.type = "button";
       b.setAttribute("aria-pressed", "false");
-      b.addEventListener("click", function () { vote(questionId, pair[0], b, buttons, group); });
+      b.addEventListener("click", function () { vote(questionId, token, pair[0], b, buttons, group); });
       group.appendChild(b);
       return b;
     });
     parent.appendChild(group);
   }
 
-  function vote(questionId, value, button, buttons, group) {
+  function vote(questionId, token, value, button, buttons, group) {
     buttons.forEach(function (b) { b.disabled = true; });
-    post("api/feedback", { question_id: questionId, value: value }).then(function (data) {
+    post("api/feedback", { question_id: questionId, value: value, token: token }).then(function (data) {
       if (data.ok) {
         button.setAttribute("aria-pressed", "true");
         group.appendChild(el("span", "thanks", "Cảm ơn bạn đã góp ý!"));
@@ -121,9 +121,33 @@
     section(box, "Nguồn", data.sources, function (s) { return link(s.cite || s.title, s.url); });
     section(box, "Dịch vụ công trực tuyến", data.links, function (x) { return link(x.title, x.url); });
     chips(box, "Hỏi tiếp", data.follow_ups || []);
-    feedback(box, data.question_id);
+    feedback(box, data.question_id, data.token);
+    if (data.replies) waitForStaff(data.replies);
     return box;
   }
+
+  // A ticket for staff is open: fetch their replies every 20 s while the page is open (kept for this tab).
+  var staff = null, staffTimer = null;
+  function waitForStaff(replies) {
+    staff = replies;
+    try { sessionStorage.setItem("cchc-staff", JSON.stringify(replies)); } catch (e) { /* this page only */ }
+    if (!staffTimer) staffTimer = setInterval(pollStaff, 20000);
+  }
+  function pollStaff() {
+    if (!staff) return;
+    post("api/replies", staff).then(function (data) {
+      (data.replies || []).forEach(function (text) {
+        var box = el("article", "msg bot staff");
+        box.appendChild(el("p", "text", text));
+        log.appendChild(box);
+        scroll();
+      });
+    }).catch(function () { /* try again at the next tick */ });
+  }
+  try {
+    var kept = JSON.parse(sessionStorage.getItem("cchc-staff") || "null");
+    if (kept && kept.user && kept.token) waitForStaff(kept);
+  } catch (e) { /* nothing kept */ }
 
   function scroll() { log.scrollTop = log.scrollHeight; }
 

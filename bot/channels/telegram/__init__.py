@@ -19,6 +19,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from urllib.parse import urlparse
 
+import httpx
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
@@ -30,6 +31,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.channels import ChannelInfo
 from bot.channels.render import escape, short, split_html, telegram_html
@@ -59,6 +61,29 @@ CAPTION_NOTE = "Tôi chỉ đọc được chữ nên trả lời theo phần ch
 EDITED_NOTE = "Bạn vừa sửa tin nhắn; đây là câu trả lời theo nội dung mới."
 OLD_BUTTON = "Nút này đã cũ. Bạn vui lòng gõ lại câu hỏi nhé."
 THANKS_FEEDBACK = "Cảm ơn bạn đã góp ý!"
+NOT_YOURS = "Chỉ người đã hỏi mới đánh giá được câu trả lời này."
+
+
+class NotSent(NetworkError):
+    """Telegram did not take the request: no connection was made, or it answered 503. Sending again is safe."""
+
+
+class TelegramRequest(HTTPXRequest):
+    """python-telegram-bot's HTTP client, telling apart the failures that prove a request was not taken (`NotSent`)
+    from those that may hide a delivered message (a timeout, a connection lost after sending, another 5xx), which
+    must never be sent again: the citizen would get the answer twice."""
+
+    async def do_request(self, *args, **kwargs):
+        """Send one request; `NotSent` when it provably never reached Telegram or Telegram refused to take it."""
+        try:
+            code, payload = await super().do_request(*args, **kwargs)
+        except NetworkError as e:
+            if isinstance(e.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                raise NotSent(f"not sent: {e.__cause__.__class__.__name__}: {e.__cause__}") from e
+            raise
+        if code == 503:  # Service Unavailable: the server says it did not handle the request
+            raise NotSent("not sent: Telegram answered 503 Service Unavailable")
+        return code, payload
 
 
 # --- the channel ------------------------------------------------------------------------------------------------
@@ -67,12 +92,13 @@ class TelegramChannel:
     """Serves one desk on Telegram."""
 
     def __init__(self, desk: Desk, cfg: Config, *, send_retries: int = 3, retry_delay: float = 1.0,
-                 typing_after: float = 1.0):
+                 typing_after: float = 1.0, timeout: float = 5.0):
         self.desk = desk
         self.cfg = cfg
         self.settings = cfg.telegram
         self.admins = {a.strip() for a in self.settings.admins}
         self.send_retries, self.retry_delay, self.typing_after = send_retries, retry_delay, typing_after
+        self.timeout = timeout  # seconds to wait for Telegram's answer to one request
         self._questions: OrderedDict[str, str] = OrderedDict()  # callback token → question, for long questions
         self.started = time.time()
         self.kinds: Counter[str] = Counter()
@@ -88,7 +114,8 @@ class TelegramChannel:
         # Durations as datetime.timedelta (the python-telegram-bot 22.2+ opt-in; read when a RetryAfter is made):
         # without it every 429 warns that the int form is deprecated. Nothing here reads those durations.
         os.environ.setdefault("PTB_TIMEDELTA", "1")
-        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url)
+        request = TelegramRequest(connection_pool_size=256, read_timeout=self.timeout, write_timeout=self.timeout)
+        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url).request(request)
                .rate_limiter(FairRateLimiter()).concurrent_updates(32).build())
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
@@ -119,8 +146,8 @@ class TelegramChannel:
             self._questions.popitem(last=False)
         return f"t:{token}"
 
-    def keyboard(self, reply: Reply) -> InlineKeyboardMarkup | None:
-        """Follow-up, closest-entry, online-service and feedback buttons for a reply."""
+    def keyboard(self, reply: Reply, asker: int | None = None) -> InlineKeyboardMarkup | None:
+        """Follow-up, closest-entry, online-service and feedback buttons (for the user `asker`) for a reply."""
         if reply.limited:
             return None
         answer = reply.answer
@@ -131,15 +158,17 @@ class TelegramChannel:
         if answer.kind in ("answer", "decline"):
             rows += [[InlineKeyboardButton(short(f"🌐 {x.title}"), url=x.url)]
                      for x in answer.links[:3] if x.url.startswith(("http://", "https://"))]
-        if reply.question_id is not None:
-            rows.append([InlineKeyboardButton("👍 Hữu ích", callback_data=f"fb:{reply.question_id}:1"),
-                         InlineKeyboardButton("👎 Chưa đúng", callback_data=f"fb:{reply.question_id}:-1")])
+        if reply.question_id is not None and asker is not None:  # only the asker's click counts (on_button)
+            rows.append([InlineKeyboardButton("👍 Hữu ích", callback_data=f"fb:{reply.question_id}:1:{asker}"),
+                         InlineKeyboardButton("👎 Chưa đúng", callback_data=f"fb:{reply.question_id}:-1:{asker}")])
         return InlineKeyboardMarkup(rows) if rows else None
 
     # --- sending ---
     async def send(self, bot, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None,
                    reply_to: int | None = None) -> list[Message]:
-        """Send HTML split under 4,096 characters (buttons under the last part), retrying server errors."""
+        """Send HTML split under 4,096 characters (buttons under the last part). A part Telegram provably did not
+        take is sent again; a part that may have been delivered (a timeout, a lost connection, a 5xx other than 503)
+        is logged and never sent again, and the next parts still go."""
         parts = split_html(text)
         sent = []
         for i, part in enumerate(parts):
@@ -147,20 +176,26 @@ class TelegramChannel:
                       "reply_markup": markup if i == len(parts) - 1 else None,
                       "reply_parameters": ReplyParameters(reply_to, allow_sending_without_reply=True)
                       if reply_to and i == 0 else None}
-            sent.append(await self._retry(lambda part=part, kwargs=kwargs: bot.send_message(chat_id, part, **kwargs)))
+            try:
+                sent.append(await self._retry(lambda part=part, kwargs=kwargs: bot.send_message(chat_id, part,
+                                                                                               **kwargs)))
+            except (NotSent, BadRequest):  # not delivered: the caller apologises
+                raise
+            except NetworkError as e:
+                log.warning("message %d of %d to chat %s may not have been delivered (%s); not sent again", i + 1,
+                            len(parts), chat_id, e)
         return sent
 
     async def _retry(self, call):
-        """Telegram's 5xx and network failures are retried; 429 is handled by the rate limiter; 400 is not retried."""
+        """Failures that prove Telegram did not take the request (`NotSent`) are tried again; 429 is handled by the
+        rate limiter; anything else is raised at once."""
         for attempt in range(self.send_retries + 1):
             try:
                 return await call()
-            except BadRequest:
-                raise
-            except NetworkError as e:
+            except NotSent as e:
                 if attempt == self.send_retries:
                     raise
-                log.warning("Telegram failed (%s); retrying", e)
+                log.warning("Telegram did not take the request (%s); sending again", e)
                 await asyncio.sleep(self.retry_delay * 2 ** attempt)
 
     async def _typing_later(self, bot, chat_id: int) -> None:
@@ -193,7 +228,8 @@ class TelegramChannel:
         reply.notes[:0] = list(notes)
         message = update.effective_message if update.callback_query is None else None
         reply_to = message.message_id if message is not None and chat.type != ChatType.PRIVATE else None
-        await self.send(context.bot, chat.id, telegram_html(reply), self.keyboard(reply), reply_to)
+        asker = update.effective_user.id if update.effective_user is not None else None
+        await self.send(context.bot, chat.id, telegram_html(reply), self.keyboard(reply, asker), reply_to)
 
     # --- handlers ---
     def _addressed(self, message: Message, bot_id: int, username: str) -> str | None:
@@ -310,12 +346,16 @@ class TelegramChannel:
             return
         data = query.data or ""
         if data.startswith("fb:"):
-            _, qid, value = (data.split(":") + ["", ""])[:3]
-            ok = qid.isdigit() and value in ("1", "-1")
-            await query.answer(THANKS_FEEDBACK if ok else OLD_BUTTON)
-            if not ok:
+            _, qid, value, asker = (data.split(":") + ["", "", ""])[:4]
+            ok = qid.isdigit() and value in ("1", "-1") and asker.isdigit()
+            if ok and (query.from_user is None or str(query.from_user.id) != asker):
+                await query.answer(NOT_YOURS)  # someone else in a group: their click is not recorded
                 return
-            await self.desk.acall(self.desk.feedback, int(qid), int(value))
+            await query.answer(THANKS_FEEDBACK if ok else OLD_BUTTON)
+            chat = update.effective_chat
+            if not ok or chat is None:
+                return
+            await self.desk.afeedback(int(qid), int(value), channel="telegram", user=str(chat.id))
             message = query.message
             if isinstance(message, Message) and message.reply_markup is not None:
                 rows = [list(row) for row in message.reply_markup.inline_keyboard

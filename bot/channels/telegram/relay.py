@@ -14,10 +14,10 @@ import contextlib
 import logging
 
 from telegram import ForceReply, Update
-from telegram.error import NetworkError, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, MessageHandler, filters
 
-from bot.service.handoff import Courier, Delivery, Handoff, Undeliverable, staff_text
+from bot.service.handoff import Courier, Delivery, Handoff, MaybeDelivered, Undeliverable, staff_text
 
 log = logging.getLogger("bot.handoff")
 
@@ -91,10 +91,16 @@ class StaffRelay:
         """Delivery of staff replies to citizens on Telegram; a citizen who blocked the bot is reported to staff."""
 
         async def send(address: str, text: str) -> None:
+            from . import NotSent
+
             try:
                 await bot.send_message(int(address), text)
-            except NetworkError:
-                raise  # Telegram unreachable: the reply stays queued for the next pass
+            except NotSent:
+                raise  # Telegram did not take it: the reply stays queued for the next pass
+            except BadRequest as e:  # refused (chat not found…): it will never go through
+                raise Undeliverable(str(e)) from e
+            except NetworkError as e:  # a timeout, a lost connection: it may have arrived; never sent twice
+                raise MaybeDelivered(str(e)) from e
             except (TelegramError, ValueError) as e:  # blocked, chat gone
                 raise Undeliverable(str(e)) from e
 
