@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from contextlib import nullcontext
+from typing import Any
 
 from bot.config import Config
 
@@ -34,7 +35,7 @@ class Assistant:
         self._broken: str | None = None  # a version that failed to open; not retried
         self._batcher: QueryBatcher | None = None
         self._encoder_given = encoder is not None
-        self.encoder_process = None  # EncoderProcess, when questions are encoded in a process of their own
+        self.encoder_process: Any = None  # EncoderProcess, when questions are encoded in a process of their own
 
     @property
     def batcher(self) -> QueryBatcher | None:

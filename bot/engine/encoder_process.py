@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,8 @@ class EncoderProcess:
         self.start_timeout = start_timeout
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads and torch
         self._lock = threading.Lock()
-        self._proc = None
-        self._conn = None
+        self._proc: Any = None
+        self._conn: Any = None
         self.restarts = -1
         with self._lock:
             self._start()
@@ -90,8 +91,8 @@ class EncoderProcess:
                 self._stop()
                 self._start()
             try:
-                self._conn.send(list(texts))  # type: ignore[union-attr]
-                status, payload = self._conn.recv()  # type: ignore[union-attr]
+                self._conn.send(list(texts))
+                status, payload = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError) as e:
                 self._stop()
                 raise EncoderProcessError("the encoder process stopped while encoding") from e
