@@ -2,9 +2,11 @@
 
 Answers run on several threads of one process, and the Python parts of each (full-text search, features, composing)
 hold the interpreter lock. The encoder's own Python work (tokenising, one call per layer) needs that lock between
-its matrix products, so with eight answer threads it waits for the lock over and over: measured on the 2-core
-machine, a batch of four questions took as long as four questions encoded alone (BENCHMARKS.md). In a process of its
-own the encoder has its own lock and its own core; only the texts and the vectors cross the pipe.
+its matrix products, so with eight answer threads it waits for the lock over and over. Measured on the 2-core
+machine on 2026-12-05 (40 citizens × 5 questions, the other core busy): with the encoder on a thread, 200 questions
+in 50 batches took 34 s of encoding, about what they took one by one; in its own process, 27 s, and the desk
+answered 7.2 questions a second against 5.7 (`python -m bench.capacity desk --threads` compares the two). In a
+process of its own the encoder has its own lock and its own core; only the texts and the vectors cross the pipe.
 
 The child loads the encoder the config names (`load_encoder(cfg, serving=True)`) and answers one batch at a time.
 If it dies, the batch being encoded fails, and the next batch starts a new child.

@@ -351,8 +351,8 @@ def _embed(cfg: Config, chunks: list[Chunk], encoder_factory: Callable[[], objec
             encoder = encoder_factory()
             dim = encoder.dim  # type: ignore[attr-defined]
             log(f"Nhúng {len(missing)} đoạn mới bằng {model_id} (các đoạn khác lấy từ bộ nhớ đệm)…")
-            # By role, then by length: a batch of texts of one length pads little (a third faster on the national
-            # base than in the order of the files; BENCHMARKS.md).
+            # By role, then by length: a batch of texts of like length pads little (the model pads every text of a
+            # batch to its longest).
             todo = sorted(missing, key=lambda i: (chunks[i].role, len(texts[i])))
             pace = _Pace(len(todo), log)
             with _progress(len(todo), progress) as bar:
