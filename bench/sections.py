@@ -28,6 +28,7 @@ class Case:
     question: str
     entry: str
     headings: tuple[str, ...]  # () for the whole document
+    batch: str = ""  # the "#batch: NAME" line above it, if any
 
     @property
     def typed_without_diacritics(self) -> bool:
@@ -36,9 +37,13 @@ class Case:
 
 
 def load_cases(path: str | Path) -> list[Case]:
-    """question, entry id, heading (or 'A | B', or '*'), tab-separated; '#' starts a comment line."""
+    """question, entry id, heading (or 'A | B', or '*'), tab-separated; '#' starts a comment line, '#batch: NAME'
+    tags the questions after it."""
     cases = []
+    batch = ""
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("#batch:"):
+            batch = line.partition(":")[2].strip()
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
@@ -46,7 +51,7 @@ def load_cases(path: str | Path) -> list[Case]:
             raise ValueError(f"{path}:{n}: expected question, entry id and heading separated by tabs")
         question, entry, label = (p.strip() for p in parts)
         headings = () if label == WHOLE else tuple(h.strip() for h in label.split("|"))
-        cases.append(Case(unicodedata.normalize("NFC", question), entry, headings))
+        cases.append(Case(unicodedata.normalize("NFC", question), entry, headings, batch))
     return cases
 
 
@@ -90,7 +95,9 @@ class Tally:
 
 def run(ask, entries, cases: list[Case]) -> dict[str, Tally]:
     """Ask every question (fresh conversation each) and tally: all, plans, topics, typed without diacritics."""
-    tallies = {name: Tally() for name in ("all", "plans", "topics", "without diacritics", "two sections", "whole")}
+    names = ["all", "plans", "topics", "without diacritics", "two sections", "whole"]
+    names += [f"batch {b}" for b in dict.fromkeys(c.batch for c in cases) if b]
+    tallies = {name: Tally() for name in names}
     for case in cases:
         answer = ask(case.question)
         record = entries.get(case.entry)
@@ -104,6 +111,7 @@ def run(ask, entries, cases: list[Case]) -> dict[str, Tally]:
         groups = ["all", "plans" if record.kind == "plan" else "topics"]
         groups += ["without diacritics"] * case.typed_without_diacritics
         groups += ["two sections"] * (len(case.headings) > 1) + ["whole"] * (not case.headings)
+        groups += [f"batch {case.batch}"] * bool(case.batch)
         for group in groups:
             tallies[group].add(entry_ok, first_ok)
         if not first_ok:

@@ -13,7 +13,7 @@ from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN
 from .phrases import not_found
 from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, detect_aspects
 from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
-from .sections import asked_section, choose_sections, focus_subsection, framing, overview
+from .sections import asked_section, choose_sections, focus_subsection, framing, overview, says_other_part
 from .sections import offered as offered_sections
 from .text import fold, reflow
 
@@ -205,6 +205,13 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
             lead = Hit(entry_id=procedure.id, score=top.score)
             result.hits = [lead] + [h for h in result.hits if h.entry_id != procedure.id]
             top, entry = lead, procedure
+    if main in entries and entries[main].kind in DOCUMENTS and says_other_part(entries[main], asked, entry.questions):
+        # "chỉ số PCI có ý nghĩa gì với người dân" found the FAQ on what PCI is: the topic's section answers it
+        document = entries[main]
+        found = next((h for h in result.hits if h.entry_id == document.id), None)
+        lead = Hit(entry_id=document.id, score=top.score, sections=found.sections if found else {})
+        result.hits = [lead] + [h for h in result.hits if h.entry_id != document.id]
+        top, entry = lead, document
     sources = []
     for hit in result.hits[:max_sources]:
         sources.append(_source(entries[hit.entry_id], hit.score))

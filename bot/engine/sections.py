@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .knowledge import Entry
-from .question import STOPWORDS, Question
+from .question import STOPWORDS, Question, analyse
 from .text import bigrams, fold, has_diacritics, nfc, syllables
 
 # Question phrases (folded) that ask for a heading in other words, by the heading words they stand for.
@@ -320,3 +320,26 @@ def asked_section(entry: Entry, question: Question) -> bool:
     if not words or not all(w in known for w in words):
         return False
     return any(s.said >= ASKED_HEADING for s in score_sections(entry, question))
+
+
+def said_heading(entry: Entry, question: Question) -> str | None:
+    """The heading a question says, if any ("Là gì", made of stopwords only, does not count: any "… là gì" says
+    it)."""
+    exact = has_diacritics(question.text)
+    heads = heading_weights(entry, exact)
+    said = [s for s in score_sections(entry, question)
+            if s.said >= ASKED_HEADING and not all(_stop(t, exact) for t in heads[s.heading])]
+    return max(said, key=lambda s: s.said).heading if said else None
+
+
+def says_other_part(document: Entry, question: Question, faq_wordings: Sequence[str]) -> bool:
+    """Whether a question that found an FAQ about this document says one of the document's headings that none of
+    the FAQ's own wordings says: the document's section answers it, not the FAQ."""
+    heading = said_heading(document, question)
+    if heading is None:
+        return False
+    for wording in faq_wordings:
+        asked = asked_terms(analyse(wording))
+        if said_share(heading_weights(document, asked.exact)[heading], asked.terms) >= ASKED_HEADING:
+            return False
+    return True
