@@ -185,8 +185,10 @@ def score_sections(entry: Entry, question: Question, dense: Mapping[str, float] 
     heads = heading_weights(entry, asked.exact)
     texts = text_shares(entry, asked)
     said = {h: said_share(w, asked.terms) for h, w in heads.items()}
-    for heading, weights in heads.items():  # "Là gì" is said by any "… là gì": only when no other heading is
+    for heading, weights in heads.items():
         if weights and all(_stop(t, asked.exact) for t in weights):
+            # "Là gì", "Làm thế nào": said only word for word, and any "… là gì" says it: only when no other is
+            said[heading] = float(set(weights) <= asked.terms)
             said[heading] *= 1 - max((v for h, v in said.items() if h != heading), default=0.0)
     dense = dense or {}
     best = max((dense.get(s.heading, -1.0) for s in entry.sections), default=-1.0)
@@ -323,12 +325,8 @@ def asked_section(entry: Entry, question: Question) -> bool:
 
 
 def said_heading(entry: Entry, question: Question) -> str | None:
-    """The heading a question says, if any ("Là gì", made of stopwords only, does not count: any "… là gì" says
-    it)."""
-    exact = has_diacritics(question.text)
-    heads = heading_weights(entry, exact)
-    said = [s for s in score_sections(entry, question)
-            if s.said >= ASKED_HEADING and not all(_stop(t, exact) for t in heads[s.heading])]
+    """The heading a question says most fully, if any."""
+    said = [s for s in score_sections(entry, question) if s.said >= ASKED_HEADING]
     return max(said, key=lambda s: s.said).heading if said else None
 
 
@@ -339,7 +337,6 @@ def says_other_part(document: Entry, question: Question, faq_wordings: Sequence[
     if heading is None:
         return False
     for wording in faq_wordings:
-        asked = asked_terms(analyse(wording))
-        if said_share(heading_weights(document, asked.exact)[heading], asked.terms) >= ASKED_HEADING:
+        if any(s.heading == heading and s.said >= ASKED_HEADING for s in score_sections(document, analyse(wording))):
             return False
     return True
