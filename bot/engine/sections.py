@@ -218,6 +218,9 @@ def choose_sections(entry: Entry, question: Question, dense: Mapping[str, float]
         own = {t: w for t, w in heads[s.heading].items() if t not in heads[best.heading] and not _stop(t, asked.exact)}
         if own and said_share(own, asked.terms) >= ASKED_HEADING:
             chosen.append(s.heading)
+    if len(chosen) > 1 and all(s.said >= ASKED_HEADING for s in scores if s.heading in chosen):
+        order = [s.heading for s in scores]  # both asked for by name: in the document's order
+        chosen.sort(key=order.index)
     return Choice(tuple(chosen), tuple(scores))
 
 
@@ -256,7 +259,13 @@ def focus_subsection(text: str, question: Question, limit: int) -> str:
     if overlap[best] <= 0 or not title:
         return bolded
     others = [t for t, _ in parts if t and t != title]
-    return f"**{title}**\n{body}" + (f"\n\nPhần này còn nói về: {'; '.join(others)}." if others else "")
+    tail = f"\n\nPhần này còn nói về: {'; '.join(others)}." if others else ""
+    head = f"**{title}**\n"
+    room = limit - len(head) - len(tail) - 2
+    if len(body) > room:  # the other parts are named whatever the length of this one
+        body = body[:room].rsplit("\n", 1)[0] if "\n" in body[:room] else body[:room].rsplit(" ", 1)[0]
+        body = body.rstrip() + " …"
+    return head + body + tail
 
 
 def short_label(heading: str, title: str) -> str:
@@ -269,14 +278,14 @@ def short_label(heading: str, title: str) -> str:
     return " ".join(words).rstrip(",:;")
 
 
-def overview(entry: Entry, lead_chars: int = 90) -> str:
+def overview(entry: Entry, lead_chars: int = 100) -> str:
     """The sections of a document, each named with the start of its text."""
     lines = []
     for section in entry.sections:
-        first = next((line.strip(" -*") for line in section.text.splitlines()
-                      if line.strip(" -*") and not line.lstrip().startswith("#")), "")
-        first = _cut(re.sub(r"\*\*|__", "", first), lead_chars)
-        lines.append(f"- **{section.heading}**" + (f": {first}" if first else ""))
+        body = [line.strip().lstrip("-*+ ").strip() for line in section.text.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+        lead = _cut(re.sub(r"\*\*|__", "", " ".join(x for x in body if x)), lead_chars)
+        lines.append(f"- **{section.heading}**" + (f": {lead}" if lead else ""))
     return "\n".join(lines)
 
 
@@ -296,9 +305,15 @@ def framing(entry: Entry, limit: int = 260) -> str:
         return _cut(said[0], limit) if said else ""
     issuer, date = entry.text("co_quan_ban_hanh"), entry.text("ngay_ban_hanh")
     when = (f"năm {date}" if len(date) == 4 else "ngày " + "/".join(reversed(date.split("-")))) if date else ""
-    lead = " ".join(x for x in [entry.text("so_hieu") or "Văn bản", "do", issuer, "ban hành", when] if x) + "."
+    lead = " ".join(x for x in ["Do", issuer, "ban hành", when] if x) + "." if issuer else ""
     status = next((s for s in said if "hiện hành" in s), "")
-    return _cut(" ".join(x for x in (lead if issuer else "", status) if x), limit)
+    # what the summary says of itself ("Nội dung dưới đây tóm tắt theo…") is not said of the document
+    clauses = [c.strip() for c in status.split(";") if "tóm tắt" not in c]
+    status = "; ".join(clauses)
+    status = status[:1].upper() + status[1:]
+    if status and status[-1] not in ".!?":
+        status += "."
+    return _cut(" ".join(x for x in (lead, status) if x), limit)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -315,11 +330,11 @@ def offered(entry: Entry, shown: Sequence[str], limit: int = 4) -> list[tuple[st
 
 def asked_section(entry: Entry, question: Question) -> bool:
     """Whether a follow-up names only a part of this document ("còn hình thức thì sao?", a follow-up button): every
-    content word is a word of its headings, its title or a cue, and the question says one heading."""
+    content word is a word of its headings, its title or a cue, and the question says one of its headings."""
     words = [s for s in question.content if s not in FOLDED_DOCUMENT_WORDS]
     known = {w for s in entry.sections for w in syllables(s.heading)} | set(syllables(entry.title))
     known |= {w for phrases in CUES.values() for p in phrases for w in p.split()}
-    if not words or not all(w in known for w in words):
+    if not all(w in known for w in words):  # no content word at all: "Là gì", said word for word, still is one
         return False
     return any(s.said >= ASKED_HEADING for s in score_sections(entry, question))
 
