@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -205,7 +206,7 @@ class Retriever:
         """The question's vector and its nearest chunks: through the batcher when answers run side by side."""
         if self.batcher is not None:
             vector, nearest = self.batcher.encode_search(dense_text, self)
-            return vector, nearest
+            return vector, cast(list[tuple[int, float]], nearest)  # what `dense_vectors` gave for this question
         vector = self.encoder.encode([dense_text], role="query")[0]
         return vector, self.dense_vector(vector)
 
