@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote_plus
@@ -14,6 +14,8 @@ from .knowledge import HO_SO, NOI_NOP, PHI, THOI_HAN, apply_until
 from .phrases import not_found
 from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, detect_aspects
 from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
+from .sections import asked_section, choose_sections, focus_subsection, framing, overview, says_other_part
+from .sections import offered as offered_sections
 from .text import fold, reflow
 
 CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
@@ -29,6 +31,8 @@ THANKS = re.compile(r"^(cam on|cam on ban|cam on nhieu|thank|thanks|thank you|tk
                     r"ok cam on|da hieu|hieu roi|tam biet|bye)( ban| nhieu| nhe| a| bot| em| anh| chi)*$")
 SECTION_LIMIT = 900
 CARD_LIMIT = 320
+DOCUMENTS = ("plan", "topic")  # kinds whose sections are chosen by their own headings (`sections.choose_sections`)
+OVERVIEW_HEADING = "Các phần"
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Answer:
     confidence: float = 0.0
     entry_id: str | None = None
     aspects: list[str] = field(default_factory=list)
+    offered: list[tuple[str, str]] = field(default_factory=list)  # (label, heading): a document's other sections
 
     @property
     def answered(self) -> bool:
@@ -172,10 +177,12 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
 
     aspects = list(asked.aspects)
     own = [s for s in asked.content if s not in ASPECT_WORDS and s not in FOLLOW_UP_WORDS]
-    if conversation and conversation.last_entry in entries and aspects and not own:
-        entry = entries[conversation.last_entry]
-        return _answer_entry(question, entry, aspects, result.confidence, [_source(entry, 1.0)], defaults,
-                             chunk_text, -1, entries)
+    last = entries.get(conversation.last_entry) if conversation and conversation.last_entry else None
+    if last is not None and last.kind == "procedure" and aspects and not own:
+        return _answer_entry(asked, last, aspects, result.confidence, [_source(last, 1.0)], defaults, {}, entries)
+    if last is not None and last.kind in DOCUMENTS and asked_section(last, asked):
+        # "còn hình thức thì sao?", or a follow-up button: a part of the document just discussed
+        return _answer_entry(asked, last, aspects, result.confidence, [_source(last, 1.0)], defaults, {}, entries)
 
     if result.named is not None:
         return listed(question, result.named, result, entries, defaults, hotline)
@@ -204,6 +211,13 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
             lead = Hit(entry_id=procedure.id, score=top.score)
             result.hits = [lead] + [h for h in result.hits if h.entry_id != procedure.id]
             top, entry = lead, procedure
+    if main in entries and entries[main].kind in DOCUMENTS and says_other_part(entries[main], asked, entry.questions):
+        # "chỉ số PCI có ý nghĩa gì với người dân" found the FAQ on what PCI is: the topic's section answers it
+        document = entries[main]
+        found = next((h for h in result.hits if h.entry_id == document.id), None)
+        lead = Hit(entry_id=document.id, score=top.score, sections=found.sections if found else {})
+        result.hits = [lead] + [h for h in result.hits if h.entry_id != document.id]
+        top, entry = lead, document
     sources = []
     for hit in result.hits[:max_sources]:
         sources.append(_source(entries[hit.entry_id], hit.score))
@@ -212,8 +226,7 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
             if related in entries and all(s.id != related for s in sources):
                 sources.insert(1, _source(entries[related], top.score))
         sources = sources[: max_sources + 1]
-    answer = _answer_entry(question, entry, aspects, result.confidence, sources, defaults, chunk_text, top.chunk,
-                           entries)
+    answer = _answer_entry(asked, entry, aspects, result.confidence, sources, defaults, top.sections, entries)
     if conversation is not None:
         focus = entry.id if entry.kind != "faq" else next((t for t in entry.topics[1:] if t in entries), entry.id)
         conversation.last_entry = focus
@@ -236,26 +249,41 @@ def name_entries(text: str, entries: dict[str, Record]) -> str:
     return _ENTRY_ID.sub(lambda m: f"“{entries[m.group(0)].title}”" if m.group(0) in entries else m.group(0), text)
 
 
-def _answer_entry(question: str, entry: Record, aspects: list[str], confidence: float, sources: list[Source],
-                  defaults: Sequence[Link], chunk_text: Sequence[str], chunk: int,
-                  entries: dict[str, Record] | None = None) -> Answer:
+def _answer_entry(asked: Question, entry: Record, aspects: list[str], confidence: float, sources: list[Source],
+                  defaults: Sequence[Link], dense: Mapping[str, float], entries: dict[str, Record] | None = None) -> Answer:
+    offered: list[tuple[str, str]] = []
     if entry.kind == "procedure":
         parts = procedure_parts(entry, aspects)
     elif entry.kind == "faq":
         parts = [("", truncate(_summary(entry), SECTION_LIMIT * 2))]
     else:
-        parts = [("", truncate(_summary(entry), CARD_LIMIT * 2))]
-        if chunk >= 0:
-            heading, _, body = chunk_text[chunk].partition("\n")
-            section = heading.split(" — ", 1)[1] if " — " in heading else ""
-            if section:
-                full = _sections(entry).get(section, body)
-                parts.append((section, truncate(full, SECTION_LIMIT)))
+        parts, offered = document_parts(entry, asked, dense)
     if entries:
         parts = [(heading, name_entries(text, entries)) for heading, text in parts]
-    return Answer(question, "answer", title=_title_with_date(entry), parts=parts, sources=sources,
+    return Answer(asked.text, "answer", title=_title_with_date(entry), parts=parts, sources=sources,
                   links=_links(entry, defaults), confidence=round(confidence, 4), entry_id=entry.id,
-                  aspects=aspects)
+                  aspects=aspects, offered=offered)
+
+
+def document_parts(entry: Record, asked: Question, dense: Mapping[str, float] | None = None
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A plan's, topic's or guide's parts for a question: one or two lines on what the document is, then the
+    section(s) that answer it under their heading; or, for the document as a whole, its summary and the names of
+    its sections. Also the follow-ups to offer: (label, heading) of the sections not shown."""
+    if not entry.sections:
+        return [("", truncate(_summary(entry), CARD_LIMIT * 2))], []
+    choice = choose_sections(entry, asked, dense)
+    if choice.whole:
+        parts = [("", truncate(_summary(entry), CARD_LIMIT * 2)),
+                 (OVERVIEW_HEADING, overview(entry))]
+        return parts, offered_sections(entry, ())
+    parts = [("", framing(entry))] if framing(entry) else []
+    texts = _sections(entry)
+    limit = SECTION_LIMIT if len(choice.headings) == 1 else SECTION_LIMIT * 2 // 3
+    for heading in choice.headings:
+        if heading in texts:  # a section whose facts have all lapsed ({den_het: …}) is not shown
+            parts.append((heading, truncate(focus_subsection(texts[heading], asked, limit), limit)))
+    return parts, offered_sections(entry, choice.headings)
 
 
 def decline(question: str, result: SearchResult, entries: dict[str, Record], defaults: Sequence[Link],

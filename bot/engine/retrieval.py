@@ -7,12 +7,13 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from . import features as F
 from .batching import QueryBatcher
-from .chunks import LISTING, NAME, QUESTION
+from .chunks import ANSWER, LISTING, NAME, QUESTION, SUMMARY
 from .features import NAMES as FEATURES  # noqa: F401  (the features' names, in the order of Hit.features)
 from .features import Evidence, Terms, coverage_features, load_coverage, load_listing_rule, load_weights
 from .index import IndexData
@@ -30,6 +31,7 @@ LEXICAL_WEIGHTS = (4.0, 2.0, 1.0)  # bm25 weights of title, keywords, body
 # "national" when it includes the national database import, whose thousands of near-duplicate official procedures
 # call for different weights.
 DECLINE_BELOW = 0.5
+SECTION_HITS = 3  # hits whose sections' scores are kept for the answer to choose from
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Hit:
     chunk: int = -1  # best passage chunk, for quoting
     section: str = ""
     features: tuple[float, ...] = ()
+    sections: dict[str, float] = field(default_factory=dict)  # best cosine of each section's chunks (top hits)
+    passages: tuple[list[int], np.ndarray] | None = field(default=None, repr=False)  # chunk ids, their cosines
 
 
 @dataclass
@@ -202,7 +206,7 @@ class Retriever:
         """The question's vector and its nearest chunks: through the batcher when answers run side by side."""
         if self.batcher is not None:
             vector, nearest = self.batcher.encode_search(dense_text, self)
-            return vector, nearest  # type: ignore[return-value]  # the batcher hands back what dense_batch returned
+            return vector, cast(list[tuple[int, float]], nearest)  # what `dense_vectors` gave for this question
         vector = self.encoder.encode([dense_text], role="query")[0]
         return vector, self.dense_vector(vector)
 
@@ -265,8 +269,21 @@ class Retriever:
             chunk = passages[int(passage_scores.argmax())] if passages else (name_chunks[0] if name_chunks else -1)
             result.hits.append(Hit(entry_id=entry, score=0.0, dense=features[0], lexical=lexical.get(entry, 0.0),
                                    chunk=chunk, section=self.data.chunk_section[chunk] if chunk >= 0 else "",
-                                   features=features))
+                                   features=features, passages=(passages, passage_scores)))
         return result
+
+    def section_scores(self, hit: Hit) -> dict[str, float]:
+        """The best cosine of each of a hit's sections (its summary and an FAQ's answer left out): what the
+        answer reads to choose the section that answers the question."""
+        out: dict[str, float] = {}
+        if hit.passages is None:
+            return out
+        sections = self.data.chunk_section
+        for chunk, score in zip(hit.passages[0], hit.passages[1].tolist()):
+            section = sections[chunk]
+            if section not in (SUMMARY, ANSWER) and score > out.get(section, -2.0):
+                out[section] = score
+        return out
 
     def search(self, question: str | Question, k: int = 5, exclude: frozenset[str] = frozenset()) -> SearchResult:
         """Rank entries for a question; an empty or meaningless question finds nothing."""
@@ -275,6 +292,8 @@ class Retriever:
             hit.score = sum(w * f for w, f in zip(self.rank_weights, hit.features))
         result.hits.sort(key=lambda h: -h.score)
         del result.hits[k:]
+        for hit in result.hits[:SECTION_HITS]:
+            hit.sections = self.section_scores(hit)
         if result.hits:
             top = result.hits[0]
             result.confidence = confidence(top.features, self.confidence_weights)

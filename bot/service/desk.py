@@ -214,6 +214,8 @@ class Desk:
         # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
         if answer.kind == "answer" and conversation.last_entry and self._is_procedure(conversation.last_entry):
             follow_ups = [(label, q) for section, label, q in FOLLOW_UPS if section not in answer.aspects]
+        elif answer.kind == "answer" and answer.offered:  # a plan's or topic's other sections, asked by heading
+            follow_ups = [(label, heading) for label, heading in answer.offered]
         if answer.kind in ("decline", "not_held", "listed") and self.handoff is not None:
             follow_ups.append(HANDOFF_BUTTON)
         return Reply(answer, question_id, notes, follow_ups)
