@@ -137,7 +137,7 @@ def test_a_follow_up_after_a_plan_answer_shows_another_section_of_the_same_plan(
     assert ("Chủ đề", "Chủ đề tuyên truyền") in first.offered
     second = shipped.ask("Chủ đề tuyên truyền", conversation)  # what the "Chủ đề" button asks
     assert second.entry_id == TANH_LINH and second.parts[1][0] == "Chủ đề tuyên truyền"
-    third = shipped.ask("thế kết hôn cần giấy tờ gì", conversation)  # a new subject leaves the plan
+    third = shipped.ask("thế đăng ký kết hôn cần giấy tờ gì", conversation)  # a new subject leaves the plan
     assert third.entry_id == "dang-ky-ket-hon"
 
 
