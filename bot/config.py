@@ -87,6 +87,18 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    # "" (default): the embedded SQLite files in the data folder, for one process on one machine. A PostgreSQL URL
+    # (postgresql://user@host:5432/cchc) shares conversations, limits, dedupe keys, tickets and the log between
+    # workers and machines. The password comes only from the URL given in $CCHC_STORE_URL or from $PGPASSWORD.
+    url: str = ""
+    pool_size: int = 10  # connections per worker process
+    pool_timeout: float = 2.0  # seconds a question waits for a free connection before the citizen gets the busy reply
+    connect_timeout: int = 5  # seconds to reach the database
+    conversation_ttl_s: int = 86400  # a conversation not continued for this long is forgotten
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings, with paths resolved against the folder of the config file."""
 
@@ -99,6 +111,7 @@ class Config:
     zalo: ZaloSettings = field(default_factory=ZaloSettings)
     web: WebSettings = field(default_factory=WebSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def data_dir(self) -> Path:
