@@ -338,3 +338,81 @@ def retrying(fn: Callable[[], Any], seconds: float, errors: tuple[type[BaseExcep
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
+
+
+class SharedState:
+    """What a single process kept in memory, in the PostgreSQL store so that every worker sees it: conversations
+    (forgotten after `ttl` seconds), rate-limit windows and Telegram callback tokens. Citizens appear under a keyed
+    hash of their id, as in the question log."""
+
+    def __init__(self, db: PgDatabase, secret: bytes, ttl: float = 86400.0, clock: Callable[[], float] = time.time,
+                 retry_s: float = 1.0):
+        self.db, self.secret, self.ttl, self.clock, self.retry_s = db, secret, ttl, clock, retry_s
+        self._writes = 0
+
+    def key(self, key: str) -> str:
+        """The stored name of a citizen's key ('channel:user')."""
+        import hashlib
+        import hmac
+
+        return hmac.new(self.secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+    def _sometimes_sweep(self, sql: str, params: list[Any]) -> None:
+        self._writes += 1
+        if self._writes % 1000 == 0:  # expired rows of citizens who never came back
+            self.db.execute(sql, params, retry_s=self.retry_s)
+
+    def conversation(self, key: str) -> str | None:
+        """The entry a citizen's conversation is about, unless it lapsed."""
+        rows = self.db.execute("SELECT last_entry FROM conversations WHERE key = ? AND expires_at > ?",
+                               [self.key(key), self.clock()], retry_s=self.retry_s).rows
+        return rows[0][0] if rows else None
+
+    def save_conversation(self, key: str, last_entry: str | None) -> None:
+        """Remember what a citizen's conversation is about, for `ttl` seconds from now."""
+        now = self.clock()
+        self.db.execute("INSERT INTO conversations (key, last_entry, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                        "DO UPDATE SET last_entry = excluded.last_entry, expires_at = excluded.expires_at",
+                        [self.key(key), last_entry, now + self.ttl], retry_s=self.retry_s)
+        self._sometimes_sweep("DELETE FROM conversations WHERE expires_at < ?", [now])
+
+    def rate_wait(self, key: str, count: int, seconds: float) -> float:
+        """0 when the citizen may ask now (the question is counted), else the seconds to wait: at most `count`
+        questions per `seconds`, over every worker (one advisory lock per citizen makes the check and the count one
+        step)."""
+        if count <= 0:
+            return 0.0
+        stored, now = self.key(key), self.clock()
+        with self.db.atomic():
+            self.db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [stored])
+            self.db.execute("DELETE FROM rate_hits WHERE key = ? AND at <= ?", [stored, now - seconds])
+            found, first = self.db.execute("SELECT count(*), min(at) FROM rate_hits WHERE key = ?", [stored]).rows[0]
+            if found >= count:
+                return max(0.0, seconds - (now - first))
+            self.db.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", [stored, now])
+        self._sometimes_sweep("DELETE FROM rate_hits WHERE at < ?", [now - seconds])
+        return 0.0
+
+    def remember_question(self, token: str, question: str) -> None:
+        """A callback token standing for a question too long for a button."""
+        self.db.execute("INSERT INTO callback_tokens (token, question, created_at) VALUES (?, ?, ?) ON CONFLICT "
+                        "(token) DO UPDATE SET created_at = excluded.created_at", [token, question, self.clock()],
+                        retry_s=self.retry_s)
+        self._sometimes_sweep("DELETE FROM callback_tokens WHERE created_at < ?", [self.clock() - 30 * 86400])
+
+    def question_for(self, token: str) -> str | None:
+        """The question a callback token stands for, or None."""
+        rows = self.db.execute("SELECT question FROM callback_tokens WHERE token = ?", [token],
+                               retry_s=self.retry_s).rows
+        return rows[0][0] if rows else None
+
+
+class SharedRateLimit:
+    """`bot.service.desk.RateLimit` over the store: the same window whichever worker a question reaches."""
+
+    def __init__(self, state: SharedState, count: int, seconds: float):
+        self.state, self.count, self.seconds = state, count, seconds
+
+    def wait(self, user: str) -> float:
+        """0 when the user may ask now (and counts the question); else the seconds to wait."""
+        return self.state.rate_wait(user, self.count, self.seconds)

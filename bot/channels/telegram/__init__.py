@@ -414,9 +414,11 @@ def run(cfg: Config, webhook: bool = False) -> int:
         if problems:
             print("Lỗi: " + "; ".join(problems), file=sys.stderr)
             return 2
+    from bot.service.store import SchemaError, StoreError
+
     try:
         desk = open_desk(cfg)
-    except IndexUnavailable as e:
+    except (IndexUnavailable, StoreError, SchemaError) as e:
         print(f"Lỗi: {e}", file=sys.stderr)
         return 2
     app = TelegramChannel(desk, cfg).build(token)
