@@ -192,11 +192,12 @@ async def replies(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz → the serving index version and how many entries it holds."""
+    """GET /healthz → the serving index version, how many entries it holds, and which worker process answered."""
     data = request.app[DESK].assistant.data
     if data is None:
-        return web.json_response({"status": "no index"}, status=503)
-    return web.json_response({"status": "ok", "index_version": data.version, "entries": len(data.entries)})
+        return web.json_response({"status": "no index", "worker": os.getpid()}, status=503)
+    return web.json_response({"status": "ok", "index_version": data.version, "entries": len(data.entries),
+                              "worker": os.getpid()})
 
 
 async def index(request: web.Request) -> web.FileResponse:
