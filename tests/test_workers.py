@@ -212,7 +212,7 @@ def test_killing_a_worker_mid_load_loses_no_acknowledged_question(cluster_cfg, p
         async with Cluster(cluster_cfg, pg_url, tmp_path / "serve.log") as cluster:
             pids = await cluster.wait_workers(2)
             questions = [(f"kill-{n}", f"{QUESTIONS[n % len(QUESTIONS)]} (lần {n})") for n in range(160)]
-            task = asyncio.create_task(load(cluster, questions))
+            task = asyncio.create_task(load(cluster, questions, concurrency=4))
             await asyncio.sleep(3)
             victim = min(pids)
             os.kill(victim, signal.SIGKILL)
@@ -223,9 +223,11 @@ def test_killing_a_worker_mid_load_loses_no_acknowledged_question(cluster_cfg, p
     results, victim, after, output = asyncio.run(scenario())
     acknowledged = [r for r in results if r[2] == 200]
     assert victim not in after and len(after) == 2
-    assert len(acknowledged) >= 100, output[-2000:]
+    assert len(acknowledged) >= 40, output[-2000:]
+    # besides answers: connections the kill cut (never acknowledged) and busy replies (503: ask again later)
     failed = [r for r in results if r[2] != 200]
-    assert all(r[2] is None for r in failed), failed[:3]  # only cut connections, never an error answer
+    assert all(r[2] is None or (r[2] == 503 and r[3]["busy"]) for r in failed), failed[:3]
+    assert any(r[2] is None for r in failed) or len(acknowledged) == len(results)
     logged = {(r[0], r[1]) for r in rows(pg_url, "SELECT id, question FROM questions")}
     ids = {r[3]["question_id"] for r in acknowledged}
     assert None not in ids
@@ -260,3 +262,4 @@ def test_restarting_postgres_mid_run_answers_everything_and_loses_nothing(cluste
     missing = [q for q in asked if q not in logged]
     assert missing == [], (missing, output[-3000:])
     assert sorted(logged) == sorted(asked)  # and none written twice
+    assert "thử lại" in output or "giữ trong" in output, output[-3000:]  # the outage was met, and ridden out

@@ -328,10 +328,11 @@ def serve_workers(cfg: Config, workers: int, restart: bool = True) -> None:
             for n, process in enumerate(processes):
                 if process.is_alive() or stopping:
                     continue
-                quick = time.monotonic() - started[process.name] < 10
+                # a worker that fails by itself within seconds of its start would fail again: give up
+                failing = time.monotonic() - started[process.name] < 10 and process.exitcode not in (-9, -15)
                 log.error("worker %s (pid %s) stopped with code %s%s", process.name, process.pid, process.exitcode,
-                          "" if restart and not quick else "; not restarted")
-                if not restart or (quick and process.exitcode not in (-9, -15)):  # failing at start: give up
+                          "; starting it again" if restart and not failing else "; stopping")
+                if not restart or failing:
                     stopping = True
                     break
                 processes[n] = context.Process(target=_worker, args=(cfg,), name=process.name)
