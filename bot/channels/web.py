@@ -308,7 +308,9 @@ def serve_workers(cfg: Config, workers: int, restart: bool = True) -> None:
                            "(PostgreSQL); với SQLite chỉ chạy được một tiến trình")
     from bot.service.store import open_pg
 
-    open_pg(cfg).close()  # a database that is down or a wrong URL: one clear error, before any worker starts
+    first = open_pg(cfg)  # a database that is down or a wrong URL: one clear error, before any worker starts
+    if first is not None:
+        first.close()
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(cfg,), name=f"worker-{n}") for n in range(workers)]
     for process in processes:

@@ -57,7 +57,8 @@ class Inbox:
         with self.lock:
             cursor = self.db.execute(
                 "INSERT INTO events (channel, key, user_key, sent_at, taken_at, status) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", [channel, key, self.user_key(channel, user) if user else None, sent_at, self.clock(), status])
+                "ON CONFLICT DO NOTHING",
+                [channel, key, self.user_key(channel, user) if user else None, sent_at, self.clock(), status])
             return cursor.rowcount == 1
 
     def status(self, channel: str, key: str) -> str | None:

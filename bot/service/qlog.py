@@ -177,6 +177,8 @@ class QuestionLog:
             with self.lock:
                 return self.db.table("questions").insert(row).last_rowid
         try:
+            if self.db.down:  # the server is restarting: do not hold the citizen's answer for it
+                raise StoreUnavailable(f"{self.db.where} không trả lời")
             question_id = self.db.table("questions").insert(row).last_rowid
         except StoreUnavailable as e:  # retried already: keep the row on disk, written when the store is back
             self._spool_row(row)

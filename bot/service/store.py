@@ -22,6 +22,7 @@ from typing import Any
 
 log = logging.getLogger("bot.store")
 
+DOWN_WAIT = 0.2  # seconds a statement waits for a connection while the server is known to be down
 MIGRATION_LOCK = 4_715_001  # pg_advisory_xact_lock key: one worker migrates, the others wait and then see it done
 
 
@@ -203,6 +204,10 @@ class PgDatabase:
                                    check=ConnectionPool.check_connection, open=False, reconnect_timeout=0)
         self.pool.open(wait=False)
         self._errors_seen = 0
+        # Set when the server stopped answering, cleared by the next statement that goes through: meanwhile a
+        # statement waits at most DOWN_WAIT for a connection, so that a citizen is answered (without shared
+        # context, the log spooled) instead of waiting on a server that is restarting.
+        self.down = False
 
     # --- connections ---
 
@@ -211,12 +216,14 @@ class PgDatabase:
         from psycopg_pool import PoolTimeout
 
         try:
-            with self.pool.connection(timeout=self.pool_timeout) as conn:
+            with self.pool.connection(timeout=min(self.pool_timeout, DOWN_WAIT) if self.down
+                                      else self.pool_timeout) as conn:
                 yield conn
         except PoolTimeout:
             errors = self.pool.get_stats().get("connections_errors", 0)
-            down, self._errors_seen = errors > self._errors_seen, errors
-            if down:  # the pool failed to open connections meanwhile: the server is down, not busy
+            failing, self._errors_seen = errors > self._errors_seen, errors
+            if failing or self.down:  # the pool failed to open connections meanwhile: the server is down, not busy
+                self.down = True
                 raise StoreUnavailable(f"{self.where} không trả lời") from None
             raise StoreBusy(f"{self.where}: mọi kết nối đều bận quá {self.pool_timeout:g} giây") from None
 
@@ -239,6 +246,7 @@ class PgDatabase:
                 finally:
                     self._local.conn = None
         except psycopg.OperationalError as e:
+            self.down = True
             raise StoreUnavailable(f"{self.where}: {scrub(str(e).strip(), self.url)}") from None
         except psycopg.Error as e:
             raise StoreError(f"{self.where}: {scrub(str(e).strip(), self.url)}") from None
@@ -252,12 +260,16 @@ class PgDatabase:
         if conn is not None:
             return self._run(conn, sql, params)
         deadline = time.monotonic() + (self.retry_s if retry_s is None else retry_s)
+        was_down = self.down  # a call made while the server is known down tries once, briefly
         pause = 0.1
         while True:
             try:
                 with self._connection() as conn:
-                    return self._run(conn, sql, params)
+                    result = self._run(conn, sql, params)
+                self.down = False
+                return result
             except psycopg.OperationalError as e:
+                self.down = True
                 problem = scrub(str(e).strip(), self.url)
             except psycopg.Error as e:
                 raise StoreError(f"{self.where}: {scrub(str(e).strip(), self.url)}") from None
@@ -265,7 +277,7 @@ class PgDatabase:
                 problem = str(e)
             # A connection broken by a server restart, or none to be had yet: send the statement again. (A statement
             # whose connection broke after the server ran it would run twice: a log row may then be doubled.)
-            if time.monotonic() + pause > deadline:
+            if time.monotonic() + pause > deadline or (was_down and self.down):
                 raise StoreUnavailable(f"{self.where}: {problem}")
             log.warning("%s: %s; thử lại", self.where, problem)
             time.sleep(pause)
