@@ -266,3 +266,64 @@ def test_web_replies_polled_by_two_workers_are_handed_over_once(pg_url, tmp_path
     assert sorted(got) == sorted(f"Cán bộ trả lời yêu cầu số {ticket.id} của bạn:\n\ntin {n}" for n in range(10))
     for log in logs:
         log.db.close()
+
+
+def test_a_full_pool_gives_the_citizen_the_busy_reply(pg_url, shipped):
+    from bot.service.desk import Desk
+
+    db = PgDatabase(pg_url, pool_size=1, pool_timeout=0.5)
+    desk = Desk(shipped, state=SharedState(db, SECRET), workers=2)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with db.atomic():
+            db.execute("SELECT 1")
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        reply = asyncio.run(desk.aask("web", "citizen", "lệ phí hộ chiếu"))
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert reply.busy and reply.answer.kind == "busy" and 0.4 <= waited < 5
+    after = asyncio.run(desk.aask("web", "citizen", "lệ phí hộ chiếu"))
+    assert not after.busy and after.answer.kind == "answer"
+    desk._pool.shutdown()
+    desk._side.shutdown()
+    desk._store.shutdown()
+    db.close()
+
+
+def _serve(args: list[str], env: dict[str, str], tmp_path) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    from bot.config import ROOT
+
+    (tmp_path / "config.toml").write_text('[data]\ndir = "data"\n')
+    run = subprocess.run([sys.executable, "-m", "bot", "serve", *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "CCHC_CONFIG": str(tmp_path / "config.toml"), **env})
+    return run.returncode, run.stdout + run.stderr
+
+
+def test_serve_with_the_database_down_or_a_wrong_url_says_which_without_the_password(tmp_path, postgres):
+    port = free_port()
+    for url, expected in ((f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/cchc", f"127.0.0.1:{port}"),
+                          (f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{postgres.port}/no_such_db", "no_such_db"),
+                          (f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{postgres.port}:99/x", "Lỗi")):
+        for workers in (["--workers", "2"], []):
+            code, output = _serve(workers, {"CCHC_STORE_URL": url, "CCHC_STORE_CONNECT_TIMEOUT": "2"}, tmp_path)
+            assert code == 1 and "Lỗi:" in output and expected in output, output
+            assert PASSWORD not in output and "Traceback" not in output, output
+
+
+def test_serve_with_several_workers_needs_the_shared_store(tmp_path):
+    code, output = _serve(["--workers", "2"], {"CCHC_STORE_URL": ""}, tmp_path)
+    assert code == 1 and "CCHC_STORE_URL" in output and "Traceback" not in output, output
