@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crowd-per-user", type=int, default=10)
     parser.add_argument("--write", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))  # stop the servers and the cluster on the way out
     sys.path.insert(0, str(ROOT))
     from tests.pg import PASSWORD, Postgres
 
