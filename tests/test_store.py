@@ -327,3 +327,38 @@ def test_serve_with_the_database_down_or_a_wrong_url_says_which_without_the_pass
 def test_serve_with_several_workers_needs_the_shared_store(tmp_path):
     code, output = _serve(["--workers", "2"], {"CCHC_STORE_URL": ""}, tmp_path)
     assert code == 1 and "CCHC_STORE_URL" in output and "Traceback" not in output, output
+
+
+def test_two_workers_refresh_the_zalo_token_once_under_the_advisory_lock(pg_url, tmp_path):
+    import aiohttp
+    from fake_zalo import FakeZalo
+
+    from bot.channels.zalo import Secrets, TokenStore, ZaloClient
+
+    PgDatabase(pg_url).close()  # the schema
+
+    async def scenario():
+        async with FakeZalo() as zalo:
+            env = zalo.env()
+            secrets = Secrets.from_env(env)
+            assert secrets is not None
+            async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+                stores = [TokenStore(tmp_path / f"w{n}.json", env["ZALO_ACCESS_TOKEN"], env["ZALO_REFRESH_TOKEN"],
+                                     url=pg_url) for n in range(2)]
+                for store in stores:
+                    await store.load()
+                clients = [ZaloClient(session, secrets, store, zalo.url, zalo.url)
+                           for session, store in zip((one, two), stores)]
+                zalo.expire_token()
+                # both workers found the access token expired at once: one refresh, the other adopts its pair
+                await asyncio.gather(*(c.refresh(env["ZALO_ACCESS_TOKEN"]) for c in clients))
+                third = TokenStore(tmp_path / "w3.json", env["ZALO_ACCESS_TOKEN"], env["ZALO_REFRESH_TOKEN"],
+                                   url=pg_url)
+                await third.load()  # a worker started later
+                return zalo.refreshes, list(zalo.refused), [(s.access_token, s.refresh_token) for s in
+                                                            (*stores, third)], (zalo.access_token, zalo.refresh_token)
+
+    refreshes, refused, pairs, current = asyncio.run(scenario())
+    assert refreshes == 1 and refused == []
+    assert pairs == [current] * 3
+    assert not list(tmp_path.glob("w*.json"))  # the pair lives in the store, not in files
