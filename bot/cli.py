@@ -66,14 +66,18 @@ def telegram(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """The web server: Zalo OA webhook, JSON API and the embeddable web chat."""
+    from bot.channels.web import WorkersError
     from bot.channels.web import serve as run
     from bot.engine.index import IndexUnavailable
+    from bot.service.store import SchemaError, StoreError
 
     try:
         cfg = load_config(args.config)
-        print(f"Trợ lý CCHC: http://{cfg.web.listen}:{cfg.web.port}/ (Ctrl+C để dừng)", file=sys.stderr, flush=True)
-        run(cfg)
-    except (ConfigError, IndexUnavailable) as e:
+        workers = f", {args.workers} tiến trình" if args.workers > 1 else ""
+        print(f"Trợ lý CCHC: http://{cfg.web.listen}:{cfg.web.port}/{workers} (Ctrl+C để dừng)", file=sys.stderr,
+              flush=True)
+        run(cfg, workers=args.workers)
+    except (ConfigError, IndexUnavailable, StoreError, SchemaError, WorkersError) as e:
         sys.exit(f"Lỗi: {e}")
     return 0
 
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     register_staff(sub)  # log purge, review, report
     p_serve = sub.add_parser("serve", help="web server: Zalo OA webhook, JSON API, embeddable web chat")
+    p_serve.add_argument("--workers", type=int, default=1,
+                         help="worker processes sharing the port (needs [store] url: PostgreSQL)")
     p_serve.set_defaults(func=serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

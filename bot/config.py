@@ -87,6 +87,18 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    # "" (default): the embedded SQLite files in the data folder, for one process on one machine. A PostgreSQL URL
+    # (postgresql://user@host:5432/cchc) shares conversations, limits, dedupe keys, tickets and the log between
+    # workers and machines. The password comes only from the URL given in $CCHC_STORE_URL or from $PGPASSWORD.
+    url: str = ""
+    pool_size: int = 10  # connections per worker process
+    pool_timeout: float = 2.0  # seconds a question waits for a free connection before the citizen gets the busy reply
+    connect_timeout: int = 5  # seconds to reach the database
+    conversation_ttl_s: int = 86400  # a conversation not continued for this long is forgotten
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings, with paths resolved against the folder of the config file."""
 
@@ -99,6 +111,7 @@ class Config:
     zalo: ZaloSettings = field(default_factory=ZaloSettings)
     web: WebSettings = field(default_factory=WebSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -183,6 +196,14 @@ def _apply(cfg: Config, raw: Mapping[str, Any], where: str) -> Config:
     return replace(cfg, **updates)
 
 
+def _has_password(url: str) -> bool:
+    """True when a database URL holds a password (`scheme://user:password@host`, or `password=` in key=value form)."""
+    if "://" in url:
+        userinfo = url.split("://", 1)[1].split("/", 1)[0]
+        return "@" in userinfo and ":" in userinfo.rsplit("@", 1)[0]
+    return "password=" in url
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read config.toml (or CCHC_CONFIG) and apply CCHC_<SECTION>_<KEY> environment overrides."""
     env = os.environ if env is None else env
@@ -193,6 +214,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: {e}") from None
+        store = raw.get("store")
+        if isinstance(store, Mapping) and isinstance(store.get("url"), str) and _has_password(store["url"]):
+            raise ConfigError(f"{path}: [store] url must not hold a password (a secret): put the URL in "
+                              "$CCHC_STORE_URL, or the password in $PGPASSWORD")
         cfg = _apply(cfg, raw, str(path))
     overrides: dict[str, dict[str, str]] = {}
     for name, value in env.items():

@@ -107,3 +107,29 @@ def shipped(tmp_path_factory, e5_dir, encoder):
     seed_embedding_cache(cfg)
     build_index(cfg, lambda: encoder, progress=False)
     return Assistant(cfg, encoder=encoder).load()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 cluster for the session (tests/pg.py); its password is in $PGPASSWORD meanwhile."""
+    from tests.pg import Postgres
+
+    server = Postgres()
+    previous = os.environ.get("PGPASSWORD")
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop("PGPASSWORD", None)
+        else:
+            os.environ["PGPASSWORD"] = previous
+        server.close()
+
+
+@pytest.fixture
+def pg_url(postgres, request) -> str:
+    """A fresh database of the session's cluster, named after the test (URL without the password)."""
+    import re
+
+    return postgres.create_database("t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50])

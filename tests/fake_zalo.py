@@ -209,8 +209,9 @@ class FakeZalo:
                 "timestamp": self._stamp()}
 
     async def deliver(self, webhook_url: str, event: dict, signature: str | None = None,
-                      body: bytes | None = None) -> tuple[int, str]:
-        """POST an event to the bot as Zalo does; `signature`/`body` override them (forgeries). (status, text)"""
+                      body: bytes | None = None, session: aiohttp.ClientSession | None = None) -> tuple[int, str]:
+        """POST an event to the bot as Zalo does; `signature`/`body` override them (forgeries); `session` picks the
+        connection (a worker of several). (status, text)"""
         raw = body if body is not None else json.dumps(event, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"}
         sig = signature if signature is not None else zalo_signature(self.app_id, raw, str(event.get("timestamp", "")),
@@ -218,7 +219,7 @@ class FakeZalo:
         if sig:
             headers["X-ZEvent-Signature"] = sig
         self._interaction(event)
-        async with self._session.post(webhook_url, data=raw, headers=headers) as response:
+        async with (session or self._session).post(webhook_url, data=raw, headers=headers) as response:
             return response.status, await response.text()
 
     def _interaction(self, event: dict) -> None:

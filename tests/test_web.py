@@ -218,7 +218,8 @@ def test_long_and_html_questions(server, desk):
 def test_healthz_and_the_page(server, shipped):
     status, body, _ = call("GET", server.url + "/healthz")
     assert status == 200
-    assert body == {"status": "ok", "index_version": shipped.data.version, "entries": len(shipped.data.entries)}
+    assert body == {"status": "ok", "index_version": shipped.data.version, "entries": len(shipped.data.entries),
+                    "worker": os.getpid()}  # the process that answered: several share a port with --workers
     status, page, headers = call("GET", server.url + "/")
     assert status == 200 and '<html lang="vi">' in page and 'aria-live="polite"' in page
     assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]  # a portal that embeds it names itself

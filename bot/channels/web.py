@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -191,11 +192,12 @@ async def replies(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz → the serving index version and how many entries it holds."""
+    """GET /healthz → the serving index version, how many entries it holds, and which worker process answered."""
     data = request.app[DESK].assistant.data
     if data is None:
-        return web.json_response({"status": "no index"}, status=503)
-    return web.json_response({"status": "ok", "index_version": data.version, "entries": len(data.entries)})
+        return web.json_response({"status": "no index", "worker": os.getpid()}, status=503)
+    return web.json_response({"status": "ok", "index_version": data.version, "entries": len(data.entries),
+                              "worker": os.getpid()})
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -259,12 +261,88 @@ def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> w
     return app
 
 
-def serve(cfg: Config) -> None:
-    """Open the desk and serve until interrupted."""
+def serve(cfg: Config, workers: int = 1) -> None:
+    """Open the desk and serve until interrupted; with `workers` > 1, that many processes share the port
+    (SO_REUSEPORT: the kernel spreads connections over them) and the PostgreSQL store (`[store] url`)."""
+    if workers > 1:
+        serve_workers(cfg, workers)
+        return
     from bot.service.desk import open_desk
 
     desk = open_desk(cfg)
     try:
-        web.run_app(make_app(cfg, desk), host=cfg.web.listen, port=cfg.web.port, print=None)
+        web.run_app(make_app(cfg, desk), host=cfg.web.listen, port=cfg.web.port, print=None,
+                    reuse_port=bool(cfg.store.url) or None)
     finally:
         desk.close()
+
+
+class WorkersError(ValueError):
+    """`serve --workers N` asked for something it cannot do."""
+
+
+def _worker(cfg: Config) -> None:
+    """One worker process of `serve --workers N`."""
+    import signal
+
+    from bot.service.desk import open_desk
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers (SIGTERM) on Ctrl+C
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[{os.getpid()}]: %(message)s")
+    desk = open_desk(cfg)
+    try:
+        web.run_app(make_app(cfg, desk), host=cfg.web.listen, port=cfg.web.port, print=None, reuse_port=True)
+    finally:
+        desk.close()
+
+
+def serve_workers(cfg: Config, workers: int, restart: bool = True) -> None:
+    """N worker processes on one port; a worker that dies is started again (a killed one loses only the questions
+    it had not answered yet: the others, and its replacement, carry on from the shared store)."""
+    import multiprocessing
+    import signal
+    import time
+
+    if not cfg.store.url:
+        raise WorkersError("--workers > 1 cần kho dữ liệu dùng chung: đặt [store] url hoặc CCHC_STORE_URL "
+                           "(PostgreSQL); với SQLite chỉ chạy được một tiến trình")
+    from bot.service.store import open_pg
+
+    first = open_pg(cfg)  # a database that is down or a wrong URL: one clear error, before any worker starts
+    if first is not None:
+        first.close()
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker, args=(cfg,), name=f"worker-{n}") for n in range(workers)]
+    for process in processes:
+        process.start()
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    started = {p.name: time.monotonic() for p in processes}
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for n, process in enumerate(processes):
+                if process.is_alive() or stopping:
+                    continue
+                # a worker that fails by itself within seconds of its start would fail again: give up
+                failing = time.monotonic() - started[process.name] < 10 and process.exitcode not in (-9, -15)
+                log.error("worker %s (pid %s) stopped with code %s%s", process.name, process.pid, process.exitcode,
+                          "; starting it again" if restart and not failing else "; stopping")
+                if not restart or failing:
+                    stopping = True
+                    break
+                processes[n] = context.Process(target=_worker, args=(cfg,), name=process.name)
+                processes[n].start()
+                started[process.name] = time.monotonic()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=30)

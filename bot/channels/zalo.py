@@ -34,11 +34,10 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
 from bot.service.handoff import Courier, MaybeDelivered
 from bot.service.inbox import Inbox
+from bot.service.store import store_errors
 
 from . import ChannelInfo
 from .render import short, split_text, zalo_text
@@ -152,17 +152,23 @@ class Secrets:
                    env.get("ZALO_ACCESS_TOKEN", ""), env.get("ZALO_REFRESH_TOKEN", ""))
 
 
-class TokenStore:
-    """The current access and refresh tokens; refreshed ones are kept in a 0600 file that survives a restart.
+ZALO_TOKEN_LOCK = 4_715_002  # the advisory lock under which one worker at a time refreshes the Zalo token pair
 
-    The file remembers which initial refresh token it grew from: when an admin puts a new pair in the
+
+class TokenStore:
+    """The current access and refresh tokens; refreshed ones are kept in a 0600 file that survives a restart, or,
+    with the PostgreSQL store (`url`), in its `secrets` table, where every worker finds the pair another refreshed.
+
+    The stored pair remembers which initial refresh token it grew from: when an admin puts a new pair in the
     environment (after authorising the app again), the environment wins over the stored pair.
     """
 
-    def __init__(self, path: Path, access_token: str, refresh_token: str):
-        self.path = path
+    def __init__(self, path: Path, access_token: str, refresh_token: str, url: str | None = None):
+        self.path, self.url = path, url
         self.origin = hashlib.sha256(refresh_token.encode()).hexdigest()[:16]
         self.access_token, self.refresh_token = access_token, refresh_token
+        if url is not None:
+            return  # read with `load` (async) when the server starts
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -170,9 +176,50 @@ class TokenStore:
         except (OSError, ValueError) as e:
             log.warning("ignoring unreadable Zalo token file %s: %s", path, e)
             return
-        if stored.get("origin") == self.origin or not refresh_token:
-            self.access_token = stored.get("access_token", access_token)
-            self.refresh_token = stored.get("refresh_token", refresh_token)
+        self._adopt(stored.get("access_token"), stored.get("refresh_token"), stored.get("origin"))
+
+    def _adopt(self, access_token: str | None, refresh_token: str | None, origin: str | None) -> None:
+        if origin == self.origin or not self.refresh_token:
+            self.access_token = access_token or self.access_token
+            self.refresh_token = refresh_token or self.refresh_token
+
+    async def _stored(self, conn) -> None:
+        cursor = await conn.execute("SELECT value, origin FROM secrets WHERE name = 'zalo'")
+        row = await cursor.fetchone()
+        if row is not None:
+            pair = json.loads(row[0])
+            self._adopt(pair.get("access_token"), pair.get("refresh_token"), row[1])
+
+    async def load(self) -> None:
+        """The pair another worker stored (PostgreSQL store only)."""
+        if self.url is not None:
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                await self._stored(conn)
+
+    async def refreshed(self, expired: str, refresh: Callable[[str], Awaitable[tuple[str, str]]]) -> None:
+        """Replace the pair whose access token `expired` by `await refresh(refresh_token)`'s, unless another
+        refresh (of this worker, or, under the store's advisory lock, of any worker) already did: Zalo refresh tokens
+        are single-use, so two workers must never send the same one."""
+        if self.url is None:
+            if self.access_token == expired:
+                self.save(*await refresh(self.refresh_token))
+            return
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [ZALO_TOKEN_LOCK])
+            await self._stored(conn)
+            if self.access_token != expired:
+                return  # another worker refreshed it meanwhile
+            access_token, refresh_token = await refresh(self.refresh_token)
+            self.access_token, self.refresh_token = access_token, refresh_token
+            await conn.execute(
+                "INSERT INTO secrets (name, value, origin, saved_at) VALUES ('zalo', %s, %s, %s) ON CONFLICT (name) "
+                "DO UPDATE SET value = excluded.value, origin = excluded.origin, saved_at = excluded.saved_at",
+                [json.dumps({"access_token": access_token, "refresh_token": refresh_token}), self.origin,
+                 time.time()])
 
     def save(self, access_token: str, refresh_token: str) -> None:
         """Keep a refreshed pair: written to a private temporary file, then renamed over the old one."""
@@ -267,21 +314,22 @@ class ZaloClient:
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def refresh(self, expired: str) -> None:
-        """Get a new token pair (once, however many sends found the token expired) and store it."""
+        """Get a new token pair (once, however many sends, in however many workers, found the token expired) and
+        store it."""
         async with self._refreshing:
-            if self.tokens.access_token != expired:
-                return  # another send refreshed it meanwhile
-            form = {"refresh_token": self.tokens.refresh_token, "app_id": self.secrets.app_id,
-                    "grant_type": "refresh_token"}
-            async with self.session.post(f"{self.oauth_url}/v4/oa/access_token", data=form,
-                                         headers={"secret_key": self.secrets.app_secret}) as response:
-                response.raise_for_status()
-                result = await response.json(content_type=None)
-            if not result.get("access_token") or not result.get("refresh_token"):
-                raise ZaloError(int(result.get("error", -1)),
-                                str(result.get("error_description") or result.get("error_name") or result))
-            self.tokens.save(result["access_token"], result["refresh_token"])
-            log.info("Zalo access token refreshed")
+            await self.tokens.refreshed(expired, self._refresh)
+
+    async def _refresh(self, refresh_token: str) -> tuple[str, str]:
+        form = {"refresh_token": refresh_token, "app_id": self.secrets.app_id, "grant_type": "refresh_token"}
+        async with self.session.post(f"{self.oauth_url}/v4/oa/access_token", data=form,
+                                     headers={"secret_key": self.secrets.app_secret}) as response:
+            response.raise_for_status()
+            result = await response.json(content_type=None)
+        if not result.get("access_token") or not result.get("refresh_token"):
+            raise ZaloError(int(result.get("error", -1)),
+                            str(result.get("error_description") or result.get("error_name") or result))
+        log.info("Zalo access token refreshed")
+        return result["access_token"], result["refresh_token"]
 
 
 # Zalo's codes for a citizen the OA may no longer message (unfollowed, or silent past the reply window).
@@ -383,7 +431,7 @@ class ZaloWebhook:
         try:
             new = await asyncio.to_thread(self.inbox.take, "zalo", key, _who(event), stamp / 1000,
                                           "late" if late else "new")
-        except sqlite3.Error as e:  # a broken inbox must not silence the bot: answer, deduplicated in memory only
+        except store_errors() as e:  # a broken inbox must not silence the bot: answer, deduplicated in memory only
             log.error("Zalo inbox unavailable (%s: %s); event %s taken without a lasting record", type(e).__name__,
                       e, key)
             new = True
@@ -463,6 +511,11 @@ class ZaloWebhook:
         """👍 / 👎 from a citizen, on one of their own answers (their last one when no id is given)."""
         if question_id is None:
             question_id = self.last_question.get(user)
+        if question_id is None and self.desk.log is not None and hasattr(self.desk.log, "last_turns"):
+            # asked through another worker: their last rated answer, from the shared log
+            turns = await self.desk.acall_log(self.desk.log.last_turns, "zalo", user, 5)
+            rated = [t["id"] for t in turns if t.get("kind") in RATED]
+            question_id = rated[-1] if rated else None
         ok = question_id is not None and await self.desk.afeedback(question_id, value, channel="zalo", user=user)
         message: dict = {"text": FEEDBACK_THANKS if ok else FEEDBACK_UNKNOWN}
         if ok and value == -1 and self.desk.handoff is not None:  # not helped: offer a person
@@ -516,10 +569,13 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
         from bot.service.qlog import hash_key
 
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.zalo.timeout))
-        tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token)
+        store = desk.store  # the PostgreSQL store shared by every worker, or None (SQLite files)
+        tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token,
+                            url=store.url if store is not None else None)
+        await tokens.load()
         client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
         secret = await asyncio.to_thread(hash_key, cfg.data_dir, dict(env) if env is not None else None)
-        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", secret)
+        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", secret, db=store)
         app[ZALO] = ZaloWebhook(desk, secrets, client, inbox, cfg.zalo.answer_max_age)
         stopping, courier = asyncio.Event(), None
         if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo

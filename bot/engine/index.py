@@ -548,7 +548,10 @@ def open_index(cfg: Config, version: str | None = None) -> IndexData:
                 else "sai mã kiểm tra sha256"
             raise IndexUnavailable(f"{folder / name}: tệp chỉ mục bị hỏng ({what}): {rebuild}")
     try:
-        index = faiss.read_index(str(folder / "vectors.faiss"))
+        try:  # memory-mapped, read-only: the workers of `serve --workers N` share its pages
+            index = faiss.read_index(str(folder / "vectors.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:  # an index type FAISS cannot map: read it into memory
+            index = faiss.read_index(str(folder / "vectors.faiss"))
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[-1][:200] if str(e).strip() else "?"
         raise IndexUnavailable(f"{folder / 'vectors.faiss'}: không đọc được tệp vectơ ({reason}): {rebuild}") from None

@@ -31,6 +31,7 @@ from bot.engine.text import clean, cut_words
 
 from .handoff import BUTTON as HANDOFF_BUTTON
 from .handoff import is_request as is_handoff_request
+from .store import SharedRateLimit, SharedState, StoreBusy, StoreError
 
 # Follow-up buttons: the section a button asks for, its short label, and the question it stands for (about the
 # procedure last discussed, through the conversation).
@@ -158,12 +159,16 @@ class Desk:
     def __init__(self, assistant, *, log: QuestionSink | None = None, handoff=None, max_chars: int = 1000,
                  rate_count: int = 20, rate_seconds: float = 60.0, conversations: int = 50_000,
                  workers: int = 1, max_wait_s: float = 10.0, queue: int = 1000,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, state: SharedState | None = None):
         self.assistant = assistant
         self.log = log
         self.handoff = handoff  # bot.handoff.Handoff: requests for a person become tickets
         self.max_chars = max_chars
-        self.rate = RateLimit(rate_count, rate_seconds, clock)
+        # Conversations and rate limits: in this process, or (several workers) in the PostgreSQL store.
+        self.state = state
+        self.store = state.db if state is not None else None  # the PostgreSQL store, closed with the desk
+        self.rate: RateLimit | SharedRateLimit = (RateLimit(rate_count, rate_seconds, clock) if state is None
+                                                  else SharedRateLimit(state, rate_count, rate_seconds))
         self.max_wait_s, self.queue = max_wait_s, queue
         self.backlog = Backlog(workers, clock)
         self.busy_replies = 0
@@ -174,6 +179,8 @@ class Desk:
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="desk")
         # Busy replies are logged off the event loop and off the answer threads, one after another.
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="desk-log")
+        # Rate-limit checks against the shared store, off the event loop (as many as the store's connections).
+        self._store = ThreadPoolExecutor(max_workers=8, thread_name_prefix="desk-store")
 
     def conversation(self, channel: str, user: str) -> Conversation:
         """The conversation of one citizen on one channel (the least recently seen are forgotten)."""
@@ -185,13 +192,38 @@ class Desk:
                 self._conversations.popitem(last=False)
         return found
 
+    def _conversation(self, channel: str, user: str) -> tuple[Conversation, str | None]:
+        """The citizen's conversation and the entry it was about before this question. From the shared store: a
+        store that is down starts a new conversation (StoreBusy goes up: the busy reply)."""
+        if self.state is None:
+            conversation = self.conversation(channel, user)
+            return conversation, conversation.last_entry
+        try:
+            last = self.state.conversation(f"{channel}:{user}")
+        except StoreBusy:
+            raise
+        except StoreError as e:
+            logger.warning("chưa đọc được cuộc trò chuyện (%s); trả lời như câu hỏi mới", e)
+            last = None
+        return Conversation(last_entry=last), last
+
     def ask(self, channel: str, user: str, text: str) -> Reply:
         """Answer one message; never raises for bad input."""
-        return self._limited(channel, user, text) or self._answer(channel, user, text)
+        try:
+            return self._limited(channel, user, text) or self._answer(channel, user, text)
+        except StoreBusy:
+            return self._busy(channel, user, text)
 
     def _limited(self, channel: str, user: str, text: str) -> Reply | None:
-        """The reply to a citizen over the per-user rate, else None (and the question is counted)."""
-        wait = self.rate.wait(f"{channel}:{user}")
+        """The reply to a citizen over the per-user rate, else None (and the question is counted). A store whose
+        connections are all busy raises StoreBusy (the busy reply); a store that is down lets the question through."""
+        try:
+            wait = self.rate.wait(f"{channel}:{user}")
+        except StoreBusy:
+            raise
+        except StoreError as e:
+            logger.warning("giới hạn tần suất chưa kiểm tra được (%s); vẫn trả lời", e)
+            wait = 0
         if wait <= 0:
             return None
         seconds = max(1, round(wait))
@@ -207,8 +239,13 @@ class Desk:
         if self.handoff is not None and is_handoff_request(text):
             return Reply(self.handoff.open_ticket(channel, user, text), None, notes)
         started = time.perf_counter()
-        conversation = self.conversation(channel, user)
+        conversation, before = self._conversation(channel, user)
         answer = self.assistant.ask(text, conversation)
+        if self.state is not None and conversation.last_entry != before:
+            try:
+                self.state.save_conversation(f"{channel}:{user}", conversation.last_entry)
+            except StoreError as e:
+                logger.warning("chưa lưu được cuộc trò chuyện (%s)", e)
         question_id = self._record(channel, user, text, answer, (time.perf_counter() - started) * 1000)
         follow_ups = []
         # an FAQ answer is about a procedure too (the conversation's focus): offer its sections
@@ -288,7 +325,12 @@ class Desk:
         turn.waiting += 1
         try:
             async with turn.lock:
-                refused = self._limited(channel, user, text)
+                try:
+                    refused = (self._limited(channel, user, text) if self.state is None else
+                               await asyncio.get_running_loop().run_in_executor(self._store, self._limited, channel,
+                                                                                user, text))
+                except StoreBusy:
+                    return self._busy(channel, user, text)
                 if refused is not None:
                     return refused
                 if self.backlog.admitted >= self.queue or self.backlog.expected_wait() > self.max_wait_s:
@@ -310,6 +352,8 @@ class Desk:
         started = time.perf_counter()
         try:
             return self._answer(channel, user, text)
+        except StoreBusy:
+            return self._busy(channel, user, text)
         finally:
             took[0] = time.perf_counter() - started
 
@@ -321,24 +365,40 @@ class Desk:
         """Finish the questions being answered, stop the workers and close the log."""
         self._pool.shutdown(wait=True)
         self._side.shutdown(wait=True)
-        if self.log is not None and hasattr(self.log, "close"):
+        self._store.shutdown(wait=True)
+        if self.log is not None and hasattr(self.log, "close") and getattr(self.log, "kind", "sqlite") == "sqlite":
             self.log.close()
+        if self.store is not None:
+            self.store.close()
 
 
-def open_desk(cfg, assistant=None) -> Desk:
+def open_desk(cfg, assistant=None, env: dict[str, str] | None = None) -> Desk:
     """The desk a channel serves from: the assistant over the serving index, limits from [answer], the question
-    log in <data>/log/questions.db unless [log] enabled = false."""
-    if assistant is None:
-        from bot.engine.assistant import Assistant
+    log in <data>/log/questions.db unless [log] enabled = false. With `[store] url`, the log, tickets,
+    conversations and rate limits live in PostgreSQL, shared with every other worker (raises StoreUnavailable,
+    naming the database without its password, when it cannot be reached)."""
+    from .qlog import hash_key
+    from .store import open_pg
 
-        assistant = Assistant(cfg).load()
-    log = handoff = None
-    if cfg.log.enabled:
-        from .handoff import Handoff
-        from .qlog import QuestionLog
+    db = open_pg(cfg)  # first: a database that is down stops the start before the index is loaded
+    try:
+        if assistant is None:
+            from bot.engine.assistant import Assistant
 
-        log = QuestionLog.open(cfg)
-        handoff = Handoff(log, assistant.data.hotline if assistant.data else None)
+            assistant = Assistant(cfg).load()
+        log = handoff = state = None
+        if db is not None:
+            state = SharedState(db, hash_key(cfg.data_dir, env), ttl=cfg.store.conversation_ttl_s)
+        if cfg.log.enabled:
+            from .handoff import Handoff
+            from .qlog import QuestionLog
+
+            log = QuestionLog.open(cfg, env, db=db)
+            handoff = Handoff(log, assistant.data.hotline if assistant.data else None)
+    except BaseException:
+        if db is not None:
+            db.close()
+        raise
     a = cfg.answer
     return Desk(assistant, log=log, handoff=handoff, max_chars=a.max_chars, rate_count=a.rate_count,
-                rate_seconds=a.rate_seconds, workers=a.workers, max_wait_s=a.max_wait_s, queue=a.queue)
+                rate_seconds=a.rate_seconds, workers=a.workers, max_wait_s=a.max_wait_s, queue=a.queue, state=state)

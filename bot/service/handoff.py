@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from bot.engine.phrases import call, error_id
 from bot.engine.text import clean, fold
 
 from .qlog import QuestionLog, stamp
+from .store import store_errors
 
 log = logging.getLogger("bot.handoff")
 
@@ -148,7 +148,7 @@ class Handoff:
         when the database fails (disk full, locked), apologise with the hotline instead."""
         try:
             return self._open_ticket(channel, user, text)
-        except (sqlite3.Error, OSError) as e:
+        except store_errors() as e:
             error = error_id()
             log.error("error %s opening a handoff ticket (%s: %s)", error, e.__class__.__name__, e)
             return Answer(text, "error", title="Gặp cán bộ",
@@ -190,6 +190,49 @@ class Handoff:
             rows = list(self._db.query("SELECT * FROM tickets WHERE staff_ref = ?", [str(staff_ref)]))
         return Ticket.from_row(rows[0]) if rows else None
 
+    @property
+    def _skip_locked(self) -> str:
+        """Row locks for a claim: PostgreSQL skips rows another worker is claiming; SQLite's writes are serial."""
+        return " FOR UPDATE SKIP LOCKED" if getattr(self.log, "kind", "sqlite") == "postgres" else ""
+
+    def claim_ticket(self) -> Ticket | None:
+        """The oldest ticket the staff chat has not been told about, claimed for this relay (no other relay posts
+        it); then `mark_notified`, or `release_ticket` when posting failed."""
+        with self.log.lock:
+            rows = list(self._db.query(
+                "UPDATE tickets SET staff_ref = ? WHERE id = (SELECT id FROM tickets WHERE staff_ref IS NULL AND "
+                f"status = 'open' ORDER BY id LIMIT 1{self._skip_locked}) AND staff_ref IS NULL RETURNING *",
+                [f"posting:{stamp(self.log.clock())}"]))
+        return Ticket.from_row(rows[0]) if rows else None
+
+    def release_ticket(self, ticket_id: int) -> None:
+        """A claimed ticket could not be posted: let the next pass (of any relay) post it."""
+        with self.log.lock:
+            self._db.execute("UPDATE tickets SET staff_ref = NULL WHERE id = ? AND staff_ref LIKE 'posting:%'",
+                             [ticket_id])
+
+    def claim_reply(self, channel: str) -> Delivery | None:
+        """The oldest staff message for a citizen of `channel`, claimed so that no other courier sends it; then
+        `mark_delivered`. A claimed message is never claimed again, even if its courier dies before sending it
+        (the citizen may miss it, never get it twice)."""
+        with self.log.lock:
+            rows = list(self._db.query(
+                "UPDATE ticket_messages SET claimed_at = ? WHERE id = (SELECT m.id FROM ticket_messages m "
+                "JOIN tickets t ON t.id = m.ticket_id WHERE m.sender = 'staff' AND m.delivered_at IS NULL "
+                "AND m.claimed_at IS NULL AND t.channel = ? AND t.address IS NOT NULL ORDER BY m.id LIMIT 1"
+                f"{' FOR UPDATE OF m SKIP LOCKED' if self._skip_locked else ''}) AND claimed_at IS NULL "
+                "RETURNING id, ticket_id, text", [stamp(self.log.clock()), channel]))
+            if not rows:
+                return None
+            address = list(self._db.query("SELECT address FROM tickets WHERE id = ?", [rows[0]["ticket_id"]]))
+        return Delivery(rows[0]["id"], rows[0]["ticket_id"], channel, address[0]["address"], rows[0]["text"])
+
+    def release_reply(self, delivery: Delivery) -> None:
+        """A claimed staff message was not sent (the channel said so): let the next pass of any courier send it."""
+        with self.log.lock:
+            self._db.execute("UPDATE ticket_messages SET claimed_at = NULL WHERE id = ? AND delivered_at IS NULL",
+                             [delivery.id])
+
     def pending_tickets(self) -> list[Ticket]:
         """Tickets the staff chat has not been told about yet, oldest first."""
         with self.log.lock:
@@ -229,20 +272,24 @@ class Handoff:
             rows = list(self._db.query(
                 "SELECT m.id, m.ticket_id, t.channel, t.address, m.text FROM ticket_messages m "
                 "JOIN tickets t ON t.id = m.ticket_id WHERE m.sender = 'staff' AND m.delivered_at IS NULL "
-                "AND t.channel = ? AND t.address IS NOT NULL ORDER BY m.id", [channel]))
+                "AND m.claimed_at IS NULL AND t.channel = ? AND t.address IS NOT NULL ORDER BY m.id", [channel]))
         return [Delivery(r["id"], r["ticket_id"], r["channel"], r["address"], r["text"]) for r in rows]
 
     def take_replies(self, channel: str, address: str) -> list[Delivery]:
         """Staff messages waiting for one citizen, oldest first, marked delivered as they are handed over (a channel
-        the citizen polls: the web chat)."""
-        with self.log.lock:
+        the citizen polls: the web chat). Two workers polled at once hand each message over once."""
+        now = stamp(self.log.clock())
+        with self.log.lock, self._db.atomic():
             rows = list(self._db.query(
-                "SELECT m.id, m.ticket_id, t.channel, t.address, m.text FROM ticket_messages m "
-                "JOIN tickets t ON t.id = m.ticket_id WHERE m.sender = 'staff' AND m.delivered_at IS NULL "
-                "AND t.channel = ? AND t.address = ? ORDER BY m.id", [channel, str(address)]))
-            found = [Delivery(r["id"], r["ticket_id"], r["channel"], r["address"], r["text"]) for r in rows]
-            for delivery in found:
-                self.mark_delivered(delivery)
+                "UPDATE ticket_messages SET claimed_at = ?, delivered_at = ? WHERE id IN (SELECT m.id FROM "
+                "ticket_messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.sender = 'staff' AND "
+                "m.delivered_at IS NULL AND m.claimed_at IS NULL AND t.channel = ? AND t.address = ?"
+                f"{' FOR UPDATE OF m SKIP LOCKED' if self._skip_locked else ''}) RETURNING id, ticket_id, text",
+                [now, now, channel, str(address)]))
+            found = sorted((Delivery(r["id"], r["ticket_id"], channel, str(address), r["text"]) for r in rows),
+                           key=lambda d: d.id)
+            for ticket_id in sorted({d.ticket_id for d in found}):
+                self._forget_address(ticket_id)
         return found
 
     def mark_delivered(self, delivery: Delivery) -> None:
@@ -250,10 +297,12 @@ class Handoff:
         with self.log.lock, self._db.atomic():
             self._db.execute("UPDATE ticket_messages SET delivered_at = ? WHERE id = ?",
                              [stamp(self.log.clock()), delivery.id])
-            self._db.execute(
-                "UPDATE tickets SET address = NULL WHERE id = ? AND status = 'closed' AND NOT EXISTS "
-                "(SELECT 1 FROM ticket_messages WHERE ticket_id = ? AND delivered_at IS NULL)",
-                [delivery.ticket_id, delivery.ticket_id])
+            self._forget_address(delivery.ticket_id)
+
+    def _forget_address(self, ticket_id: int) -> None:
+        self._db.execute(
+            "UPDATE tickets SET address = NULL WHERE id = ? AND status = 'closed' AND NOT EXISTS "
+            "(SELECT 1 FROM ticket_messages WHERE ticket_id = ? AND delivered_at IS NULL)", [ticket_id, ticket_id])
 
 
 class Undeliverable(Exception):
@@ -271,7 +320,9 @@ class Courier:
     `send(address, text)` is the channel's own "send a message to this citizen" (async). It raises `Undeliverable`
     when the citizen cannot be reached (the reply is then dropped and logged) and `MaybeDelivered` when the send
     failed after the message may have gone out (the reply is not sent again: a citizen may miss it, never get it
-    twice); any other exception means "try again later" (the reply stays queued)."""
+    twice); any other exception means "try again later" (the reply goes back to the queue). Each reply is claimed
+    before it is sent (`Handoff.claim_reply`: SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL), so any number of
+    couriers, in any number of workers, send it once."""
 
     def __init__(self, handoff: Handoff, channel: str, send: Callable[[str, str], Awaitable[Any]],
                  interval: float = 2.0, on_undeliverable: Callable[[Delivery, Exception], Awaitable[Any]] | None = None):
@@ -281,7 +332,7 @@ class Courier:
     async def pump(self) -> int:
         """Deliver every queued reply of this channel once; returns how many were delivered."""
         delivered = 0
-        for delivery in await asyncio.to_thread(self.handoff.pending_replies, self.channel):
+        while (delivery := await asyncio.to_thread(self.handoff.claim_reply, self.channel)) is not None:
             try:
                 await self.send(delivery.address, delivery.text)
                 delivered += 1
@@ -292,6 +343,9 @@ class Courier:
             except MaybeDelivered as e:
                 log.warning("handoff reply %s on %s may not have been delivered (%s); not sent again", delivery.id,
                             self.channel, e)
+            except BaseException:  # not sent: back to the queue, for the next pass of any courier
+                await asyncio.to_thread(self.handoff.release_reply, delivery)
+                raise
             await asyncio.to_thread(self.handoff.mark_delivered, delivery)
         return delivered
 

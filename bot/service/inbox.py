@@ -1,4 +1,5 @@
-"""The inbox: platform events a channel has taken, by the platform's own id, in SQLite so that it survives a restart.
+"""The inbox: platform events a channel has taken, by the platform's own id, in SQLite (or in the PostgreSQL store,
+shared by every worker: a retry reaching another worker is still taken once) so that it survives a restart.
 
 Zalo delivers an event again whenever it did not get a 200 in time, and keeps doing so for hours after an outage;
 a captured event can also be replayed. Every correctly signed event is taken once: `take` says whether it is new.
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 KEEP_DAYS = 30  # events older than this are forgotten when the inbox opens (Zalo stops retrying within a day)
 
@@ -27,16 +29,22 @@ class Inbox:
     """Events taken by key, per channel; thread-safe (called from worker threads, never the event loop)."""
 
     def __init__(self, path: str | Path, secret: bytes, keep_days: int = KEEP_DAYS,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, db: Any = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.secret, self.clock = secret, clock
-        self.lock = threading.Lock()
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS events (channel TEXT NOT NULL, key TEXT NOT NULL, user_key TEXT, "
-                        "sent_at REAL, taken_at REAL NOT NULL, status TEXT NOT NULL, PRIMARY KEY (channel, key))")
-        self.db.execute("CREATE INDEX IF NOT EXISTS events_user ON events (channel, user_key, sent_at)")
+        self.shared = db is not None  # the PostgreSQL store (bot.service.store.PgDatabase): every worker's inbox
+        if db is not None:
+            self.db, self.lock = db, db.lock  # the table comes with the store's migrations
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = threading.Lock()
+            self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS events (channel TEXT NOT NULL, key TEXT NOT NULL, user_key "
+                            "TEXT, sent_at REAL, taken_at REAL NOT NULL, status TEXT NOT NULL, PRIMARY KEY (channel, "
+                            "key))")
+            self.db.execute("CREATE INDEX IF NOT EXISTS events_user ON events (channel, user_key, sent_at)")
+        # keys expire: older events are forgotten (Zalo stops retrying within a day)
         self.db.execute("DELETE FROM events WHERE taken_at < ?", [self.clock() - keep_days * 86400])
 
     def user_key(self, channel: str, user: str) -> str:
@@ -48,8 +56,9 @@ class Inbox:
         """Remember an event; True when it is new, False when this key was taken before (a retry or a replay)."""
         with self.lock:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO events (channel, key, user_key, sent_at, taken_at, status) VALUES (?, ?, ?, ?, "
-                "?, ?)", [channel, key, self.user_key(channel, user) if user else None, sent_at, self.clock(), status])
+                "INSERT INTO events (channel, key, user_key, sent_at, taken_at, status) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [channel, key, self.user_key(channel, user) if user else None, sent_at, self.clock(), status])
             return cursor.rowcount == 1
 
     def status(self, channel: str, key: str) -> str | None:
@@ -69,6 +78,8 @@ class Inbox:
         return row[0][len(prefix):] if row else None
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (the shared store is closed by its owner)."""
+        if self.shared:
+            return
         with self.lock:
             self.db.close()

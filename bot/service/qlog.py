@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -24,6 +25,11 @@ import sqlite_utils
 from bot.engine.answer import Answer
 from bot.engine.privacy import mask
 from bot.engine.text import clean, fold
+
+from .store import PgDatabase, SchemaError, StoreUnavailable, open_pg
+
+__all__ = ["SchemaError", "QuestionLog", "hash_key", "migrate", "stamp", "user_key"]
+log = logging.getLogger("bot.qlog")
 
 KEY_ENV = "LOG_HASH_KEY"  # not CCHC_…: those names are config overrides
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, sortable, understood by SQLite's date functions
@@ -87,11 +93,11 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.table("ticket_messages").add_column("delivered_at", str)  # staff replies work as an outbox per channel
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+def _v4(db: sqlite_utils.Database) -> None:
+    db.table("ticket_messages").add_column("claimed_at", str)  # a courier claims a reply before sending it
 
 
-class SchemaError(RuntimeError):
-    """The log was written by a newer version of the bot."""
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
 
 
 def migrate(db: sqlite_utils.Database, migrations: Sequence[Callable[[sqlite_utils.Database], None]] = MIGRATIONS) -> int:
@@ -116,25 +122,37 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Callable[[sqlite_uti
 
 
 class QuestionLog:
-    """The question log of `bot.service.desk.QuestionSink`, over SQLite (WAL) through sqlite-utils; thread-safe."""
+    """The question log of `bot.service.desk.QuestionSink`, over SQLite (WAL) through sqlite-utils, or over the
+    PostgreSQL store (`db`); thread-safe.
+
+    Over PostgreSQL a question that cannot be written (the server restarting) is retried for `[store]`'s retry time,
+    then spooled to `<data>/log/spool/` and written with the next question that goes through: none is lost."""
 
     def __init__(self, path: str | Path, secret: bytes, keep_dossier_codes: bool = False,
-                 clock: Callable[[], datetime] = _now):
+                 clock: Callable[[], datetime] = _now, db: PgDatabase | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.secret, self.keep_dossier_codes, self.clock = secret, keep_dossier_codes, clock
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.lock = threading.RLock()
-        self.version = migrate(self.db)
+        self.kind = "sqlite" if db is None else db.kind
+        self.spool = self.path.parent / "spool"
+        self._spool_lock = threading.Lock()
+        if db is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self.db: Any = sqlite_utils.Database(conn)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.lock: Any = threading.RLock()
+            self.version = migrate(self.db)
+        else:
+            self.db, self.lock, self.version = db, db.lock, db.version
+            self.flush_spool()
 
     @classmethod
-    def open(cls, cfg, env: dict[str, str] | None = None) -> QuestionLog:
-        """The log of a deployment: <data>/log/questions.db, user keys from $LOG_HASH_KEY or secrets/log.key."""
+    def open(cls, cfg, env: dict[str, str] | None = None, db: PgDatabase | None = None) -> QuestionLog:
+        """The log of a deployment: <data>/log/questions.db, or the PostgreSQL store of `[store] url`; user keys
+        from $LOG_HASH_KEY or secrets/log.key (every worker of a deployment needs the same key)."""
         return cls(cfg.data_dir / "log" / "questions.db", hash_key(cfg.data_dir, env),
-                   keep_dossier_codes=cfg.log.keep_dossier_codes)
+                   keep_dossier_codes=cfg.log.keep_dossier_codes, db=db if db is not None else open_pg(cfg))
 
     def mask(self, text: str) -> str:
         """Personal data replaced by placeholders, as every stored text is."""
@@ -155,8 +173,61 @@ class QuestionLog:
             "top_entries": json.dumps([s.id for s in answer.sources], ensure_ascii=False),
             "latency_ms": round(float(latency_ms), 1), "feedback": None, "feedback_at": None,
         }
-        with self.lock:
-            return self.db.table("questions").insert(row).last_rowid
+        if self.kind == "sqlite":
+            with self.lock:
+                return self.db.table("questions").insert(row).last_rowid
+        try:
+            if self.db.down:  # the server is restarting: do not hold the citizen's answer for it
+                raise StoreUnavailable(f"{self.db.where} không trả lời")
+            question_id = self.db.table("questions").insert(row).last_rowid
+        except StoreUnavailable as e:  # retried already: keep the row on disk, written when the store is back
+            self._spool_row(row)
+            log.error("nhật ký chưa ghi được (%s); câu hỏi được giữ trong %s", e, self.spool)
+            return None
+        if self._spooled():
+            self.flush_spool()
+        return question_id
+
+    def _spool_file(self) -> Path:
+        return self.spool / f"questions-{os.getpid()}.jsonl"
+
+    def _spool_row(self, row: dict[str, Any]) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self._spool_lock, open(self._spool_file(), "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _spooled(self) -> bool:
+        return self.spool.is_dir() and any(self.spool.glob("questions-*.jsonl"))
+
+    def flush_spool(self) -> int:
+        """Write the questions spooled while the store was down (by any worker of this machine); returns how many.
+        Each file is first renamed, so two workers never write the same one."""
+        written = 0
+        if not self.spool.is_dir():
+            return 0
+        with self._spool_lock:
+            for path in sorted(self.spool.glob("questions-*.jsonl")):
+                taken = path.with_name(f"taking-{os.getpid()}-{path.name}")
+                try:
+                    path.rename(taken)
+                except FileNotFoundError:
+                    continue  # another worker took it
+                rows = [json.loads(line) for line in taken.read_text(encoding="utf-8").splitlines() if line.strip()]
+                try:
+                    with self.db.atomic():
+                        for row in rows:
+                            self.db.table("questions").insert(row)
+                except Exception:
+                    taken.rename(path.with_name(f"questions-{os.getpid()}-again-{taken.stat().st_mtime_ns}.jsonl"))
+                    raise
+                taken.unlink()
+                written += len(rows)
+        if written:
+            log.warning("đã ghi %d câu hỏi giữ lại khi kho dữ liệu không trả lời", written)
+        return written
 
     def feedback(self, question_id: int, value: int, *, channel: str | None = None, user: str | None = None) -> bool:
         """Record 👍 (+1) or 👎 (-1) on a stored question; False for an unknown id or another value.

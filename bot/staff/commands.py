@@ -60,7 +60,8 @@ def purge(args: argparse.Namespace) -> int:
     log = _log(cfg)
     try:
         gone = log.purge(days)
-        log.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if log.kind == "sqlite":  # give the freed pages back to the file system
+            log.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         log.close()
     print(f"Đã xoá {gone['questions']} câu hỏi và {gone['tickets']} yêu cầu gặp cán bộ đã đóng, cũ hơn {days} ngày.")

@@ -39,6 +39,7 @@ from bot.config import Config
 from bot.engine.phrases import DEFAULT_HOTLINE, NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+from bot.service.store import StoreError
 
 from .limits import FairRateLimiter
 
@@ -144,7 +145,24 @@ class TelegramChannel:
         self._questions.move_to_end(token)
         while len(self._questions) > 20_000:
             self._questions.popitem(last=False)
+        state = getattr(self.desk, "state", None)
+        if state is not None:  # several workers: the click may reach another one
+            try:
+                state.remember_question(token, question)
+            except StoreError as e:
+                log.warning("callback token kept in this worker only (%s)", e)
         return f"t:{token}"
+
+    async def question_for(self, token: str) -> str | None:
+        """The question a long button's token stands for: remembered here, or by another worker in the store."""
+        question = self._questions.get(token)
+        state = getattr(self.desk, "state", None)
+        if question is None and state is not None:
+            try:
+                question = await asyncio.to_thread(state.question_for, token)
+            except StoreError as e:
+                log.warning("callback token not found (%s)", e)
+        return question
 
     def keyboard(self, reply: Reply, asker: int | None = None) -> InlineKeyboardMarkup | None:
         """Follow-up, closest-entry, online-service and feedback buttons (for the user `asker`) for a reply."""
@@ -369,7 +387,7 @@ class TelegramChannel:
                     await self._retry(lambda: query.edit_message_reply_markup(InlineKeyboardMarkup(rows) if rows
                                                                               else None))
             return
-        question = data[2:] if data.startswith("q:") else self._questions.get(data[2:]) if data.startswith("t:") \
+        question = data[2:] if data.startswith("q:") else await self.question_for(data[2:]) if data.startswith("t:") \
             else None
         if not question:
             await query.answer(OLD_BUTTON)
@@ -414,9 +432,11 @@ def run(cfg: Config, webhook: bool = False) -> int:
         if problems:
             print("Lỗi: " + "; ".join(problems), file=sys.stderr)
             return 2
+    from bot.service.store import SchemaError, StoreError
+
     try:
         desk = open_desk(cfg)
-    except IndexUnavailable as e:
+    except (IndexUnavailable, StoreError, SchemaError) as e:
         print(f"Lỗi: {e}", file=sys.stderr)
         return 2
     app = TelegramChannel(desk, cfg).build(token)

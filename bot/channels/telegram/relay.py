@@ -81,9 +81,14 @@ class StaffRelay:
     async def pump(self, bot) -> None:
         """Post tickets the staff chat has not seen; deliver staff replies to Telegram citizens."""
         async with self._lock:
-            for ticket in await asyncio.to_thread(self.handoff.pending_tickets):
-                sent = await bot.send_message(self.staff_chat, staff_text(ticket), reply_markup=ForceReply(
-                    input_field_placeholder=f"Trả lời phiếu số {ticket.id}"))
+            # each ticket is claimed first, so that relays in several workers post it once
+            while (ticket := await asyncio.to_thread(self.handoff.claim_ticket)) is not None:
+                try:
+                    sent = await bot.send_message(self.staff_chat, staff_text(ticket), reply_markup=ForceReply(
+                        input_field_placeholder=f"Trả lời phiếu số {ticket.id}"))
+                except BaseException:
+                    await asyncio.to_thread(self.handoff.release_ticket, ticket.id)
+                    raise
                 await asyncio.to_thread(self.handoff.mark_notified, ticket.id, self.ref(sent.message_id))
             await self.courier(bot).pump()
 
