@@ -89,11 +89,12 @@ def to_json(answer: Answer) -> dict:
 
     Its `declined` is ../shared/eval/score.py's: true unless the text answers from the knowledge base, so a
     greeting, an apology, a rate-limit note or a handoff never counts as an answer to an out-of-scope question;
-    `kind` says which it was."""
+    `kind` says which it was. A clarification ("clarify") is not a decline: it offers the sibling procedures found,
+    as its sources in the order offered, for the citizen to choose from."""
     return {
         "question": answer.question,
         "answer": body_text(answer),
-        "declined": not answer.answered,
+        "declined": not answer.answered and answer.kind != "clarify",
         "kind": answer.kind,
         "confidence": answer.confidence,
         "sources": [

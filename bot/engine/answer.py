@@ -16,7 +16,8 @@ from .question import ASPECT_WORDS, STOPWORDS, Question, content_syllables, dete
 from .retrieval import DECLINE_BELOW, Hit, ListingHit, SearchResult
 from .sections import asked_section, choose_sections, focus_subsection, framing, overview, says_other_part
 from .sections import offered as offered_sections
-from .text import fold, reflow
+from .siblings import tied_siblings
+from .text import fold, reflow, syllables
 
 CARD = (HO_SO, THOI_HAN, PHI, NOI_NOP)
 # Kinds of answer that do not answer from the base: unsure, or the base does not hold what was asked.
@@ -62,9 +63,10 @@ class Link:
 # `Assistant.ask`, the handoff), "limited" (over the per-user rate: the desk), "busy" (too many citizens at once, not
 # queued: the desk), "handoff" (a ticket for staff opened),
 # "not_held" (the base does not hold the procedure asked about: `not_held`), "listed" (a procedure the base knows by
-# name only: `listed`), "late" (a message that reached the bot too late to be answered, kept for staff: the desk).
+# name only: `listed`), "late" (a message that reached the bot too late to be answered, kept for staff: the desk),
+# "clarify" (sibling procedures tie: the citizen is asked which one is meant, the siblings as sources: `clarify`).
 Kind = Literal["answer", "decline", "greeting", "thanks", "empty", "error", "limited", "busy", "handoff", "not_held",
-               "listed", "late"]
+               "listed", "late", "clarify"]
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Answer:
     entry_id: str | None = None
     aspects: list[str] = field(default_factory=list)
     offered: list[tuple[str, str]] = field(default_factory=list)  # (label, heading): a document's other sections
+    choices: list[tuple[str, str]] = field(default_factory=list)  # (label, question): the siblings to choose from
 
     @property
     def answered(self) -> bool:
@@ -98,9 +101,11 @@ class Answer:
 
 @dataclass
 class Conversation:
-    """What a chat remembers between turns: the entry last talked about."""
+    """What a chat remembers between turns: the entry last talked about, and the siblings just offered."""
 
     last_entry: str | None = None
+    choices: list[str] = field(default_factory=list)  # entry ids offered by a clarification, in its order
+    choice_aspects: list[str] = field(default_factory=list)  # what the clarified question asked about them
 
 
 def truncate(text: str, limit: int) -> str:
@@ -176,6 +181,13 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
         return Answer(question, "thanks", parts=[("", THANKS_TEXT)])
 
     aspects = list(asked.aspects)
+    if conversation is not None and conversation.choices:
+        offered_ids, conversation.choices = conversation.choices, []
+        chosen = chosen_entry(folded, offered_ids, entries)
+        if chosen is not None:  # "2", or the button of a sibling: answer it as the clarified question asked
+            conversation.last_entry = chosen.id
+            return _answer_entry(asked, chosen, aspects or conversation.choice_aspects, 1.0, [_source(chosen, 1.0)],
+                                 defaults, {}, entries)
     own = [s for s in asked.content if s not in ASPECT_WORDS and s not in FOLLOW_UP_WORDS]
     last = entries.get(conversation.last_entry) if conversation and conversation.last_entry else None
     if last is not None and last.kind == "procedure" and aspects and not own:
@@ -218,6 +230,12 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
         lead = Hit(entry_id=document.id, score=top.score, sections=found.sections if found else {})
         result.hits = [lead] + [h for h in result.hits if h.entry_id != document.id]
         top, entry = lead, document
+    if entry.kind == "procedure":
+        titles = {h.entry_id: (entries[h.entry_id].title, entries[h.entry_id].imported) for h in result.hits
+                  if h.entry_id in entries and entries[h.entry_id].kind == "procedure"}
+        tied = tied_siblings(folded, [(h.entry_id, h.score) for h in result.hits], titles)
+        if tied:
+            return clarify(asked, [entries[e] for e in tied], result, defaults, conversation)
     sources = []
     for hit in result.hits[:max_sources]:
         sources.append(_source(entries[hit.entry_id], hit.score))
@@ -231,6 +249,40 @@ def compose_answer(result: SearchResult, entries: dict[str, Record], chunk_text:
         focus = entry.id if entry.kind != "faq" else next((t for t in entry.topics[1:] if t in entries), entry.id)
         conversation.last_entry = focus
     return answer
+
+
+CLARIFY_TITLE = "Bạn hỏi về thủ tục nào?"
+CLARIFY_TEXT = ("Có {n} thủ tục gần giống nhau mà tôi chưa phân biệt được từ câu hỏi của bạn. Bạn bấm nút, hoặc "
+                "nhắn số thứ tự của thủ tục bạn cần:")
+_NUMBER = re.compile(r"^(?:so |thu |chon |cau )?(\d{1,2})\.?$")
+
+
+def clarify(asked: Question, siblings: Sequence[Record], result: SearchResult, defaults: Sequence[Link],
+            conversation: Conversation | None) -> Answer:
+    """Ask which of sibling procedures is meant: numbered choices, the siblings as sources, best first; the
+    conversation remembers them so that a number or a button answers the question about the one chosen."""
+    scores = {h.entry_id: h.score for h in result.hits}
+    numbered = "\n".join(f"{i}. {_title_with_date(e)}" for i, e in enumerate(siblings, 1))
+    if conversation is not None:
+        conversation.choices = [e.id for e in siblings]
+        conversation.choice_aspects = list(asked.aspects)
+        conversation.last_entry = None
+    return Answer(asked.text, "clarify", title=CLARIFY_TITLE,
+                  parts=[("", CLARIFY_TEXT.format(n=len(siblings)) + "\n" + numbered)],
+                  sources=[_source(e, scores.get(e.id, 0.0)) for e in siblings], links=list(defaults),
+                  confidence=round(result.confidence, 4), aspects=list(asked.aspects),
+                  choices=[(f"{i}. {e.title}", e.title) for i, e in enumerate(siblings, 1)])
+
+
+def chosen_entry(folded: str, offered: Sequence[str], entries: Mapping[str, Record]) -> Record | None:
+    """The sibling a reply to a clarification chooses: its number, or its title (what its button sends)."""
+    number = _NUMBER.match(folded)
+    if number and 1 <= int(number.group(1)) <= len(offered):
+        return entries.get(offered[int(number.group(1)) - 1])
+    for entry_id in offered:
+        if entry_id in entries and " ".join(syllables(entries[entry_id].title)) == folded:
+            return entries[entry_id]
+    return None
 
 
 def asks_faq_point(asked: Sequence[str], faq: Record, procedure: Record) -> bool:

