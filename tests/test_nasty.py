@@ -29,7 +29,9 @@ from tests.conftest import DATA
 
 CORPUS_FILE = DATA / "nasty.tsv"
 EXAMPLES = int(os.environ.get("CCHC_FUZZ_EXAMPLES", "60"))
-OK_KINDS = {"answer", "decline", "empty", "greeting", "thanks"}
+# What the engine may say to any message: never "error". A question that matches sibling procedures equally is
+# asked back ("clarify"); one about a procedure the base does not hold, or holds by name only, says so.
+OK_KINDS = {"answer", "decline", "empty", "greeting", "thanks", "clarify", "not_held", "listed"}
 # Letters only Vietnamese writes: every message the bot says contains some.
 VIETNAMESE = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", re.IGNORECASE)
 # What an attacker's message would carry into a rendered page or chat if it were echoed unescaped.
@@ -63,6 +65,8 @@ def assistant(shipped):
 def check(answer: Answer, typed: str) -> None:
     """What every answer to any message must satisfy."""
     assert answer.kind in OK_KINDS, (answer.kind, answer.parts)
+    if answer.kind == "clarify":  # it offers at least two procedures of the base to choose from, each a source
+        assert len(answer.choices) >= 2 and len(answer.sources) == len(answer.choices), answer.choices
     payload = json.dumps(to_json(answer), ensure_ascii=False)
     assert json.loads(payload) == to_json(answer)
     payload.encode("utf-8")  # no lone surrogate reaches a channel
