@@ -57,6 +57,8 @@ class TelegramSettings:
     listen: str = "127.0.0.1"  # where the webhook server listens (behind a reverse proxy)
     port: int = 8443
     staff_chat: str = ""  # chat id of the staff group that receives handoff tickets
+    on_serve: bool = False  # true: `python -m bot serve` (every worker) takes the webhook at webhook_url's path on
+    # [web] port, instead of a separate `python -m bot telegram` process
 
 
 @dataclass(frozen=True)

@@ -428,6 +428,116 @@ def test_webhook_checks_the_secret(loop, shipped):
     assert problems == []
 
 
+def test_serve_takes_the_webhook_on_its_own_port(loop, shipped):
+    """`[telegram] on_serve`: the web server answers Telegram's webhook at webhook_url's path, checks the secret,
+    answers each update once (a retry of an update already taken gets 200 and nothing more) and registers the
+    webhook with Telegram."""
+    from aiohttp import ClientSession, web
+
+    from bot.channels.web import make_app
+
+    secret = "serve-webhook-secret-0123456789"
+
+    async def scenario():
+        fake = await FakeTelegram().start()
+        cfg = shipped.cfg
+        cfg = replace(cfg, telegram=replace(cfg.telegram, on_serve=True, base_url=fake.base_url,
+                                            webhook_url="https://bot.example.gov.vn/hook/telegram"))
+        desk = Desk(shipped, rate_count=0)
+        env = {"TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_WEBHOOK_SECRET": secret, "LOG_HASH_KEY": "k-serve-hook"}
+        runner = web.AppRunner(make_app(cfg, desk, env=env), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook/telegram"
+        try:
+            update = {"update_id": 9_100_001, "message": fake.message(2101, text="làm hộ chiếu cần giấy tờ gì")}
+            statuses = [await fake.deliver(url, update, "wrong-secret"), await fake.deliver(url, update, None)]
+            nothing = list(fake.sent)
+            async with ClientSession() as session:
+                for body in (b"not json", b"[1, 2]", b'{"update_id": "x"}'):
+                    async with session.post(url, data=body, headers={"X-Telegram-Bot-Api-Secret-Token": secret,
+                                                                     "Content-Type": "application/json"}) as r:
+                        statuses.append(r.status)
+            statuses.append(await fake.deliver(url, update, secret))  # answered before its 200
+            first = list(fake.messages(2101))
+            statuses.append(await fake.deliver(url, update, secret))  # Telegram's retry: taken already
+            follow = {"update_id": 9_100_002, "message": fake.message(2101, text="lệ phí bao nhiêu?")}
+            statuses.append(await fake.deliver(url, follow, secret))
+            await fake.wait_until(lambda: bool(fake.webhook))
+            return statuses, nothing, first, fake.messages(2101), fake.webhook, fake.problems
+        finally:
+            await runner.cleanup()
+            await fake.close()
+            desk.close()
+
+    statuses, nothing, first, sent, webhook, problems = run(loop, scenario())
+    assert statuses == [403, 403, 400, 400, 400, 200, 200, 200]
+    assert nothing == []
+    assert len(first) == 1 and "hộ chiếu" in first[0].text.lower()
+    assert len(sent) == 2, [m.text[:60] for m in sent]  # the retry was not answered again
+    assert "hộ chiếu" in sent[1].text.lower() and "lệ phí" in sent[1].text.lower()  # the follow-up kept its subject
+    assert webhook == {"url": "https://bot.example.gov.vn/hook/telegram", "secret_token": secret,
+                       "allowed_updates": ALLOWED_UPDATES}
+    assert problems == []
+
+
+def test_an_update_is_taken_once_unless_its_worker_died(tmp_path):
+    from bot.channels.telegram import STALE_TAKE, take_update
+    from bot.service.inbox import Inbox
+
+    now = [1_000_000.0]
+    inbox = Inbox(tmp_path / "inbox.db", b"k", clock=lambda: now[0])
+    try:
+        assert take_update(inbox, 1) is True
+        assert take_update(inbox, 1) is False  # a retry while it is being answered
+        now[0] += STALE_TAKE + 1
+        assert take_update(inbox, 1) is True  # never answered: its worker died; taken over once
+        assert take_update(inbox, 1) is False
+        assert take_update(inbox, 2) is True
+        inbox.take("telegram", "done:2")
+        now[0] += STALE_TAKE + 1
+        assert take_update(inbox, 2) is False  # answered: a late retry is not answered again
+    finally:
+        inbox.close()
+
+
+def test_serve_without_the_webhook_settings_says_what_is_missing(loop, shipped):
+    from aiohttp import ClientSession, web
+
+    from bot.channels.web import make_app
+
+    async def scenario():
+        cfg = shipped.cfg
+        cfg = replace(cfg, telegram=replace(cfg.telegram, on_serve=True, webhook_url="http://insecure.example/tg"))
+        desk = Desk(shipped, rate_count=0)
+        runner = web.AppRunner(make_app(cfg, desk, env={"TELEGRAM_BOT_TOKEN": "123:abc"}), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            async with ClientSession() as session, \
+                    session.post(f"http://127.0.0.1:{runner.addresses[0][1]}/tg", json={"update_id": 1}) as r:
+                return r.status, await r.json()
+        finally:
+            await runner.cleanup()
+            desk.close()
+
+    status, body = run(loop, scenario())
+    assert status == 503
+    assert "TELEGRAM_WEBHOOK_SECRET" in body["error"] and "HTTPS" in body["error"]
+    assert "123:abc" not in body["error"]
+
+
+def test_polling_refused_while_serve_takes_the_webhook(shipped, monkeypatch, capsys):
+    from bot.channels.telegram import run as run_telegram
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    cfg = replace(shipped.cfg, telegram=replace(shipped.cfg.telegram, on_serve=True))
+    assert run_telegram(cfg) == 2
+    assert "on_serve" in capsys.readouterr().err
+
+
 # --- shutdown ------------------------------------------------------------------------------------------------------
 
 def test_sigterm_loses_no_acknowledged_update(loop, shipped, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import psycopg
 import pytest
+from fake_telegram import FakeTelegram
 from fake_zalo import FakeZalo
 
 from bot.config import ROOT
@@ -162,6 +163,54 @@ def test_retry_follow_up_and_staff_replies_across_two_workers(cluster_cfg, pg_ur
     replies = [(s.user_id, s.text) for s in sent if "Cán bộ trả lời" in s.text]
     assert sorted(replies) == sorted(set(replies)) and len(replies) == 6, replies
     assert PASSWORD not in output
+
+
+def test_telegram_webhook_on_the_serve_port_across_two_workers(cluster_cfg, pg_url, tmp_path):
+    """`[telegram] on_serve`: Telegram's webhook on the workers' port; a retry of an update reaching the other worker
+    is not answered again, and a follow-up reaching the other worker keeps its conversation."""
+    secret = "workers-webhook-secret-0123"
+
+    async def scenario():
+        fake = await FakeTelegram().start()
+        extra = {"CCHC_TELEGRAM_ON_SERVE": "true", "CCHC_TELEGRAM_WEBHOOK_URL": "https://bot.example.gov.vn/telegram",
+                 "CCHC_TELEGRAM_BASE_URL": fake.base_url, "TELEGRAM_BOT_TOKEN": fake.token,
+                 "TELEGRAM_WEBHOOK_SECRET": secret}
+        try:
+            async with Cluster(cluster_cfg, pg_url, tmp_path / "serve.log", extra=extra) as cluster:
+                (_, a), (_, b) = await cluster.pinned()
+                hook = f"{cluster.base}/telegram"
+
+                async def deliver(session, update) -> int:
+                    async with session.post(hook, json=update,
+                                            headers={"X-Telegram-Bot-Api-Secret-Token": secret}) as r:
+                        return r.status
+
+                try:
+                    statuses = []
+                    for n, chat in enumerate((5101, 5102, 5103)):
+                        first, then = (a, b) if n % 2 == 0 else (b, a)
+                        update = {"update_id": 7_000 + 10 * n, "message": fake.message(chat, text=FIRST)}
+                        statuses.append(await deliver(first, update))
+                        statuses.append(await deliver(then, update))  # the retry reaches the other worker
+                        follow = {"update_id": 7_001 + 10 * n, "message": fake.message(chat, text=FOLLOW_UP)}
+                        statuses.append(await deliver(then, follow))
+                finally:
+                    await a.close()
+                    await b.close()
+                await fake.wait_until(lambda: bool(fake.webhook))
+                return statuses, {c: [m.text for m in fake.messages(c)] for c in (5101, 5102, 5103)}, \
+                    fake.webhook, fake.problems, cluster.output()
+        finally:
+            await fake.close()
+
+    statuses, sent, webhook, problems, output = asyncio.run(scenario())
+    assert statuses == [200] * 9, output[-3000:]
+    for chat, texts in sent.items():
+        assert len(texts) == 2, (chat, [t[:80] for t in texts])  # the question and the follow-up, once each
+        assert "khai sinh" in texts[0].lower() and "khai sinh" in texts[1].lower() and "lệ phí" in texts[1].lower()
+    assert webhook["url"] == "https://bot.example.gov.vn/telegram" and webhook["secret_token"] == secret
+    assert problems == []
+    assert secret not in output and PASSWORD not in output
 
 
 def staff_answers(url: str, count: int, data_dir: Path) -> None:

@@ -67,6 +67,12 @@ class Inbox:
             row = self.db.execute("SELECT status FROM events WHERE channel = ? AND key = ?", [channel, key]).fetchone()
         return row[0] if row else None
 
+    def taken_at(self, channel: str, key: str) -> float | None:
+        """When an event was taken (seconds since the epoch), or None when it never was."""
+        with self.lock:
+            row = self.db.execute("SELECT taken_at FROM events WHERE channel = ? AND key = ?", [channel, key]).fetchone()
+        return float(row[0]) if row else None
+
     def latest(self, channel: str, user: str, since: float, prefix: str = "", status: str = "new") -> str | None:
         """The key (without `prefix`) of the citizen's latest event whose key starts with `prefix`, sent since a
         time (seconds since the epoch), or None."""

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
+import json
 import logging
 import os
 import re
 import sys
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import httpx
+from aiohttp import web
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
@@ -39,11 +43,11 @@ from bot.config import Config
 from bot.engine.phrases import DEFAULT_HOTLINE, NON_TEXT, apology, error_id
 from bot.service.desk import Desk, Reply
 from bot.service.handoff import BUTTON as HANDOFF_BUTTON
+from bot.service.inbox import Inbox
 from bot.service.store import StoreError
 
 from .limits import FairRateLimiter
 
-CHANNEL = ChannelInfo("telegram", "Telegram", "#229ED9", share=0.5, section="telegram")
 log = logging.getLogger("bot.telegram")
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
@@ -109,15 +113,19 @@ class TelegramChannel:
         self._typing: dict[int, float] = {}  # chat → when "typing…" was last sent
 
     # --- building ---
-    def build(self, token: str, base_url: str | None = None) -> Application:
+    def build(self, token: str, base_url: str | None = None, updater: bool = True) -> Application:
         """The python-telegram-bot application: flood control (Telegram's limits at their cap, fair between chats;
-        `limits.FairRateLimiter`), handlers."""
+        `limits.FairRateLimiter`), handlers. Without `updater` it fetches no updates itself: the web server hands
+        them over (`mount`)."""
         # Durations as datetime.timedelta (the python-telegram-bot 22.2+ opt-in; read when a RetryAfter is made):
         # without it every 429 warns that the int form is deprecated. Nothing here reads those durations.
         os.environ.setdefault("PTB_TIMEDELTA", "1")
         request = TelegramRequest(connection_pool_size=256, read_timeout=self.timeout, write_timeout=self.timeout)
-        app = (Application.builder().token(token).base_url(base_url or self.settings.base_url).request(request)
-               .rate_limiter(FairRateLimiter()).concurrent_updates(32).build())
+        builder = (Application.builder().token(token).base_url(base_url or self.settings.base_url).request(request)
+                   .rate_limiter(FairRateLimiter()).concurrent_updates(32))
+        if not updater:
+            builder = builder.updater(None)
+        app = builder.build()
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
         app.add_handler(CommandHandler("lienhe", self.on_contact))
@@ -413,6 +421,125 @@ class TelegramChannel:
 
 # --- running ----------------------------------------------------------------------------------------------------
 
+# --- the webhook on `python -m bot serve`'s port ------------------------------------------------------------------
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TELEGRAM = web.AppKey("telegram", Application)  # the application, started with the server
+TELEGRAM_INBOX = web.AppKey("telegram_inbox", Inbox)  # update ids taken (shared by every worker over PostgreSQL)
+NOT_CONFIGURED = "Kênh Telegram chưa được cấu hình đủ để nhận webhook ({problems})."
+
+
+def webhook_problems(url: str, secret: str, token: str | None = None) -> list[str]:
+    """What keeps webhook mode from starting, in Vietnamese (empty when nothing does)."""
+    problems = []
+    if token is not None and not token:
+        problems.append("đặt biến môi trường TELEGRAM_BOT_TOKEN (token BotFather cấp)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+        problems.append("đặt TELEGRAM_WEBHOOK_SECRET: 16–256 ký tự A-Z, a-z, 0-9, _ hoặc -")
+    if not str(url).startswith("https://"):
+        problems.append("đặt [telegram] webhook_url: địa chỉ HTTPS công khai, ví dụ https://bot.example.gov.vn/telegram")
+    return problems
+
+
+async def register_webhook(application: Application, url: str, secret: str, attempts: int = 5,
+                           delay: float = 2.0) -> bool:
+    """Tell Telegram where to post updates (every worker does: the same URL, so the calls agree); a failure is
+    logged and tried again, and Telegram keeps posting to the webhook set before meanwhile."""
+    for attempt in range(attempts):
+        try:
+            await application.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+            return True
+        except TelegramError as e:
+            log.warning("setWebhook failed (%s)%s", e, "; trying again" if attempt + 1 < attempts else "")
+            await asyncio.sleep(delay * 2 ** attempt)
+    return False
+
+
+STALE_TAKE = 120.0  # seconds: an update taken this long ago and still not answered was lost with its worker
+
+
+def take_update(inbox: Inbox, update_id: int) -> bool:
+    """Whether this worker is to answer an update: the first to take its id does; a retry of one taken more than
+    `STALE_TAKE` seconds ago and never answered (its worker was killed) is taken over, once."""
+    now = inbox.clock()
+    if inbox.take("telegram", f"update:{update_id}", "", now):
+        return True
+    taken = inbox.taken_at("telegram", f"update:{update_id}")
+    if taken is None or now - taken < STALE_TAKE or inbox.status("telegram", f"done:{update_id}"):
+        return False
+    return inbox.take("telegram", f"retake:{update_id}", "", now)
+
+
+def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> None:
+    """With `[telegram] on_serve`, Telegram's webhook at the path of `[telegram] webhook_url` on the web server, in
+    every worker. An update is answered before its 200, so one Telegram did not get a 200 for is posted again; the
+    inbox takes each update id once (`take_update`): a retry of an answered update gets 200, one still being
+    answered elsewhere 503 (posted again later), one whose worker died is taken over. Without the
+    token, the secret or an HTTPS webhook_url, the path answers 503 and the log says what is missing."""
+    settings = cfg.telegram
+    if not settings.on_serve:
+        return
+    env = os.environ if env is None else env
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    url = settings.webhook_url
+    path = "/" + (urlparse(url).path.strip("/") or "telegram")
+    problems = webhook_problems(url, secret, token)
+    if problems:
+        message = NOT_CONFIGURED.format(problems="; ".join(problems))
+        log.error("%s", message)
+
+        async def not_configured(request: web.Request) -> web.Response:
+            return web.json_response({"error": message}, status=503,
+                                     dumps=lambda x: json.dumps(x, ensure_ascii=False))
+
+        app.router.add_post(path, not_configured)
+        return
+
+    async def telegram_context(server: web.Application):
+        from bot.service.qlog import hash_key
+
+        application = TelegramChannel(desk, cfg).build(token, updater=False)
+        key = await asyncio.to_thread(hash_key, cfg.data_dir, dict(env))
+        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", key, db=desk.store)
+        await application.initialize()
+        await application.start()
+        server[TELEGRAM], server[TELEGRAM_INBOX] = application, inbox
+        registering = asyncio.create_task(register_webhook(application, url, secret))
+        yield
+        registering.cancel()
+        await application.stop()  # the staff relay finishes its pass under way (post_stop)
+        await application.shutdown()
+        inbox.close()
+
+    async def telegram_webhook(request: web.Request) -> web.Response:
+        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+            return web.Response(status=403)
+        application, inbox = request.app[TELEGRAM], request.app[TELEGRAM_INBOX]
+        try:
+            data = await request.json()
+            valid = isinstance(data, dict) and type(data.get("update_id")) is int
+            update = Update.de_json(data, application.bot) if valid else None
+        except (ValueError, TypeError, KeyError, TelegramError):
+            update = None
+        if update is None:
+            return web.Response(status=400)
+        if not await asyncio.to_thread(take_update, inbox, update.update_id):
+            if await asyncio.to_thread(inbox.status, "telegram", f"done:{update.update_id}"):
+                return web.Response(status=200)  # a retry of an update answered before (here or by another worker)
+            # still being answered by the worker that took it: Telegram posts it again later
+            return web.Response(status=503, headers={"Retry-After": "30"})
+        await application.update_processor.process_update(update, application.process_update(update))
+        await asyncio.to_thread(inbox.take, "telegram", f"done:{update.update_id}", "", inbox.clock())
+        return web.Response(status=200)
+
+    app.cleanup_ctx.append(telegram_context)
+    app.router.add_post(path, telegram_webhook)
+
+
+CHANNEL = ChannelInfo("telegram", "Telegram", "#229ED9", share=0.5, section="telegram", mount=mount)
+
+
 def run(cfg: Config, webhook: bool = False) -> int:
     """`python -m bot telegram [--webhook]`: serve until SIGINT/SIGTERM, finishing every update already taken."""
     from bot.engine.index import IndexUnavailable
@@ -422,14 +549,14 @@ def run(cfg: Config, webhook: bool = False) -> int:
     if not token:
         print("Lỗi: chưa có token. Đặt biến môi trường TELEGRAM_BOT_TOKEN (token BotFather cấp).", file=sys.stderr)
         return 2
+    if cfg.telegram.on_serve:
+        print("Lỗi: [telegram] on_serve = true: Telegram được phục vụ qua webhook của `python -m bot serve`; "
+              "không chạy thêm `python -m bot telegram` (mỗi tin sẽ được hai nơi nhận).", file=sys.stderr)
+        return 2
     secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
     url = cfg.telegram.webhook_url
     if webhook:
-        problems = []
-        if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
-            problems.append("đặt TELEGRAM_WEBHOOK_SECRET: 16–256 ký tự A-Z, a-z, 0-9, _ hoặc -")
-        if not str(url).startswith("https://"):
-            problems.append("đặt [telegram] webhook_url: địa chỉ HTTPS công khai, ví dụ https://bot.example.gov.vn/telegram")
+        problems = webhook_problems(url, secret)
         if problems:
             print("Lỗi: " + "; ".join(problems), file=sys.stderr)
             return 2
