@@ -248,8 +248,9 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
 CHANNEL = ChannelInfo("web", "Web", "#7A8B99", share=0.15, section="web", mount=mount)
 
 
-def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> web.Application:
-    """The server: a health check, then every registered channel's routes (web chat and JSON API, Zalo webhook)."""
+def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None, warm: bool = False) -> web.Application:
+    """The server: a health check, then every registered channel's routes (web chat and JSON API, Zalo webhook).
+    With `warm`, the desk measures its pace before the server listens (`Desk.warm_up`)."""
     app = web.Application(client_max_size=cfg.web.max_body, middlewares=[errors])
     app.on_response_prepare.append(security_headers)
     app[DESK], app[CONFIG] = desk, cfg
@@ -258,6 +259,11 @@ def make_app(cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> w
     for channel in registry().values():
         if channel.mount is not None:
             channel.mount(app, cfg, desk, env)
+    if warm:
+        async def warm_up(app: web.Application) -> None:
+            await desk.warm_up()
+
+        app.on_startup.append(warm_up)
     return app
 
 
@@ -271,7 +277,7 @@ def serve(cfg: Config, workers: int = 1) -> None:
 
     desk = open_desk(cfg)
     try:
-        web.run_app(make_app(cfg, desk), host=cfg.web.listen, port=cfg.web.port, print=None,
+        web.run_app(make_app(cfg, desk, warm=True), host=cfg.web.listen, port=cfg.web.port, print=None,
                     reuse_port=bool(cfg.store.url) or None)
     finally:
         desk.close()
@@ -291,7 +297,8 @@ def _worker(cfg: Config) -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s %(name)s[{os.getpid()}]: %(message)s")
     desk = open_desk(cfg)
     try:
-        web.run_app(make_app(cfg, desk), host=cfg.web.listen, port=cfg.web.port, print=None, reuse_port=True)
+        web.run_app(make_app(cfg, desk, warm=True), host=cfg.web.listen, port=cfg.web.port, print=None,
+                    reuse_port=True)
     finally:
         desk.close()
 

@@ -349,6 +349,33 @@ class Desk:
             if turn.waiting == 0:
                 del self._turns[key]
 
+    async def warm_up(self) -> float | None:
+        """Before serving: load the encoder with one question, then answer `2 × workers` questions side by side (the
+        titles of entries of the base; not logged, no conversation kept) and take their pace as the backlog's first
+        measured rate. A burst at start is then admitted by what this machine does, not by the cold guess
+        (`Backlog.service`), which told most of a first crowd to come back later although the desk could answer them
+        within `max_wait_s`. Returns the pace (answers a second), or None without an index or when a question
+        fails (logged; the desk serves all the same)."""
+        data = self.assistant.data
+        if data is None or not data.entries:
+            return None
+        titles = [entry.title for _, entry in sorted(data.entries.items())][:2 * self.backlog.workers + 1]
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self.assistant.ask, titles[0], Conversation())
+            started = time.perf_counter()
+            await asyncio.gather(*(loop.run_in_executor(self._pool, self.assistant.ask, title, Conversation())
+                                   for title in titles[1:]))
+            elapsed = time.perf_counter() - started
+        except Exception as e:  # never keeps the desk from serving
+            logger.warning("khởi động: chưa đo được tốc độ trả lời (%s: %s)", e.__class__.__name__, e)
+            return None
+        pace = (len(titles) - 1) / max(elapsed, 1e-6)
+        if self.backlog.rate is None:
+            self.backlog.rate = pace
+        logger.info("khởi động: %d câu hỏi thử trong %.2f giây (%.1f câu/giây)", len(titles) - 1, elapsed, pace)
+        return pace
+
     def _timed(self, took: list[float], channel: str, user: str, text: str) -> Reply:
         """`_answer` on a worker, noting how long it took there (not counting its wait for the worker)."""
         started = time.perf_counter()
