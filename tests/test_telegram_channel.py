@@ -489,15 +489,16 @@ def test_an_update_is_taken_once_unless_its_worker_died(tmp_path):
     now = [1_000_000.0]
     inbox = Inbox(tmp_path / "inbox.db", b"k", clock=lambda: now[0])
     try:
-        assert take_update(inbox, 1) is True
-        assert take_update(inbox, 1) is False  # a retry while it is being answered
+        assert take_update(inbox, 1) == "answer"
+        assert take_update(inbox, 1) == "elsewhere"  # a retry while it is being answered
         now[0] += STALE_TAKE + 1
-        assert take_update(inbox, 1) is True  # never answered: its worker died; taken over once
-        assert take_update(inbox, 1) is False
-        assert take_update(inbox, 2) is True
+        assert take_update(inbox, 1) == "answer"  # never answered: its worker died; taken over once
+        assert take_update(inbox, 1) == "elsewhere"
+        assert take_update(inbox, 2) == "answer"
         inbox.take("telegram", "done:2")
+        assert take_update(inbox, 2) == "answered"
         now[0] += STALE_TAKE + 1
-        assert take_update(inbox, 2) is False  # answered: a late retry is not answered again
+        assert take_update(inbox, 2) == "answered"  # answered: a late retry is not answered again
     finally:
         inbox.close()
 

@@ -566,16 +566,13 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
         return
 
     async def zalo_context(app: web.Application):
-        from bot.service.qlog import hash_key
-
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.zalo.timeout))
         store = desk.store  # the PostgreSQL store shared by every worker, or None (SQLite files)
         tokens = TokenStore(cfg.data_dir / "zalo-tokens.json", secrets.access_token, secrets.refresh_token,
                             url=store.url if store is not None else None)
         await tokens.load()
         client = ZaloClient(session, secrets, tokens, cfg.zalo.api_url, cfg.zalo.oauth_url)
-        secret = await asyncio.to_thread(hash_key, cfg.data_dir, dict(env) if env is not None else None)
-        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", secret, db=store)
+        inbox = await asyncio.to_thread(Inbox.open, cfg, env, store)
         app[ZALO] = ZaloWebhook(desk, secrets, client, inbox, cfg.zalo.answer_max_age)
         stopping, courier = asyncio.Event(), None
         if desk.handoff is not None:  # staff replies to citizens who asked for a person on Zalo

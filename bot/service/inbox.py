@@ -18,9 +18,11 @@ import hmac
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from .qlog import hash_key
 
 KEEP_DAYS = 30  # events older than this are forgotten when the inbox opens (Zalo stops retrying within a day)
 
@@ -46,6 +48,13 @@ class Inbox:
             self.db.execute("CREATE INDEX IF NOT EXISTS events_user ON events (channel, user_key, sent_at)")
         # keys expire: older events are forgotten (Zalo stops retrying within a day)
         self.db.execute("DELETE FROM events WHERE taken_at < ?", [self.clock() - keep_days * 86400])
+
+    @classmethod
+    def open(cls, cfg, env: Mapping[str, str] | None = None, db: Any = None) -> Inbox:
+        """The inbox of a deployment: <data>/log/inbox.db, or the PostgreSQL store `db` when given; user keys from
+        $LOG_HASH_KEY or secrets/log.key, as the question log's."""
+        return cls(cfg.data_dir / "log" / "inbox.db", hash_key(cfg.data_dir, dict(env) if env is not None else None),
+                   db=db)
 
     def user_key(self, channel: str, user: str) -> str:
         """The pseudonym stored for a citizen (HMAC-SHA256 of the channel and their platform id)."""

@@ -458,16 +458,19 @@ async def register_webhook(application: Application, url: str, secret: str, atte
 STALE_TAKE = 120.0  # seconds: an update taken this long ago and still not answered was lost with its worker
 
 
-def take_update(inbox: Inbox, update_id: int) -> bool:
-    """Whether this worker is to answer an update: the first to take its id does; a retry of one taken more than
-    `STALE_TAKE` seconds ago and never answered (its worker was killed) is taken over, once."""
+def take_update(inbox: Inbox, update_id: int) -> str:
+    """What this worker is to do with an update: "answer" it (the first to take its id, or a retry of one taken
+    more than `STALE_TAKE` seconds ago and never answered: its worker was killed; taken over once), nothing more
+    when it was "answered" before, or wait while it is being answered "elsewhere"."""
     now = inbox.clock()
     if inbox.take("telegram", f"update:{update_id}", "", now):
-        return True
+        return "answer"
+    if inbox.status("telegram", f"done:{update_id}"):
+        return "answered"
     taken = inbox.taken_at("telegram", f"update:{update_id}")
-    if taken is None or now - taken < STALE_TAKE or inbox.status("telegram", f"done:{update_id}"):
-        return False
-    return inbox.take("telegram", f"retake:{update_id}", "", now)
+    if taken is not None and now - taken >= STALE_TAKE and inbox.take("telegram", f"retake:{update_id}", "", now):
+        return "answer"
+    return "elsewhere"
 
 
 def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] | None = None) -> None:
@@ -497,11 +500,8 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
         return
 
     async def telegram_context(server: web.Application):
-        from bot.service.qlog import hash_key
-
         application = TelegramChannel(desk, cfg).build(token, updater=False)
-        key = await asyncio.to_thread(hash_key, cfg.data_dir, dict(env))
-        inbox = await asyncio.to_thread(Inbox, cfg.data_dir / "log" / "inbox.db", key, db=desk.store)
+        inbox = await asyncio.to_thread(Inbox.open, cfg, env, desk.store)
         await application.initialize()
         await application.start()
         server[TELEGRAM], server[TELEGRAM_INBOX] = application, inbox
@@ -524,10 +524,10 @@ def mount(app: web.Application, cfg: Config, desk: Desk, env: Mapping[str, str] 
             update = None
         if update is None:
             return web.Response(status=400)
-        if not await asyncio.to_thread(take_update, inbox, update.update_id):
-            if await asyncio.to_thread(inbox.status, "telegram", f"done:{update.update_id}"):
-                return web.Response(status=200)  # a retry of an update answered before (here or by another worker)
-            # still being answered by the worker that took it: Telegram posts it again later
+        taken = await asyncio.to_thread(take_update, inbox, update.update_id)
+        if taken == "answered":  # a retry of an update answered before (here or by another worker)
+            return web.Response(status=200)
+        if taken == "elsewhere":  # still being answered by the worker that took it: Telegram posts it again later
             return web.Response(status=503, headers={"Retry-After": "30"})
         await application.update_processor.process_update(update, application.process_update(update))
         await asyncio.to_thread(inbox.take, "telegram", f"done:{update.update_id}", "", inbox.clock())
